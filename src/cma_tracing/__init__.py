@@ -1,0 +1,47 @@
+"""OpenTelemetry tracing for Claude Managed Agents: each user turn of a session becomes an `invoke_agent` span."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+from .instrumentor import ClaudeManagedAgentsInstrumentor
+from .version import __version__
+
+__all__ = ["ClaudeManagedAgentsInstrumentor", "instrument", "uninstrument", "__version__"]
+
+
+def instrument(
+    *,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    logger_provider: Any = None,
+    capture_content: Optional[Union[bool, str]] = None,
+    max_content_bytes: Optional[int] = None,
+    child_spans: bool = True,
+    orphan_timeout_s: float = 300,
+    redact: Optional[Callable[[Any], Any]] = None,
+    fetch_subthreads: bool = False,
+) -> ClaudeManagedAgentsInstrumentor:
+    """Patch the `anthropic` SDK and return the instrumentor. `None` means the global providers and the environment.
+
+    Idempotent: a second call while instrumented changes nothing (OpenTelemetry logs a warning); to reconfigure,
+    `uninstrument()` first.
+    """
+    instrumentor = ClaudeManagedAgentsInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        logger_provider=logger_provider,
+        capture_content=capture_content,
+        max_content_bytes=max_content_bytes,
+        child_spans=child_spans,
+        orphan_timeout_s=orphan_timeout_s,
+        redact=redact,
+        fetch_subthreads=fetch_subthreads,
+    )
+    return instrumentor
+
+
+def uninstrument() -> None:
+    """Remove every patch; open turns end with stop reason `shutdown`."""
+    ClaudeManagedAgentsInstrumentor().uninstrument()

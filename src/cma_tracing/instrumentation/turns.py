@@ -1,0 +1,628 @@
+"""The pure core: a per-session state machine fed `(event, arrival time)` that opens, updates and ends turns.
+
+No SDK and no I/O here: the patchers adapt the SDK's calls and streams to the methods of `SessionTracker`, and the
+tests drive it with plain lists of events. Every public method is safe to call from the app's thread: it never
+raises, and it holds the session's lock only while it touches the session's state.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable, Final, Iterable, Mapping, Optional
+
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.util.types import AttributeValue
+
+from . import attributes as A
+from .attributes import StopReason
+from .event_table import EVENT_ROLES, USER_MESSAGE
+from .fields import as_dict, as_int, get, get_str
+from .safety import log_swallowed, never_raises
+
+if TYPE_CHECKING:
+    from .sessions import SessionRegistry
+
+#: Recent event ids kept per session for deduplication, in two generations of this size each.
+DEDUPE_GENERATION: Final = 1024
+#: Distinct tool names kept per turn.
+MAX_TOOL_NAMES: Final = 64
+#: Ids of events this process sent, kept per turn (their echoes are not recorded twice).
+MAX_SENT_IDS: Final = 256
+#: Model requests whose end has not been seen yet, kept per turn.
+MAX_OPEN_REQUESTS: Final = 256
+
+_dict_get: Final = dict.get
+
+
+class StreamEnd:
+    """How a stream of the session stopped, as the patchers classify it."""
+
+    ENDED: Final = "ended"  # the server ended the body
+    TRANSPORT: Final = "transport"  # the connection failed: the turn may be resumed by a reconnect
+    FATAL: Final = "fatal"  # an SSE `error` frame: the API says the stream failed
+    CLOSED: Final = "closed"  # the consumer stopped reading before the end
+
+
+class Turn:
+    """One user turn: its span, and counters (no event is kept)."""
+
+    __slots__ = (
+        "span",
+        "index",
+        "start_ns",
+        "last_ns",
+        "adopting",
+        "owned_ids",
+        "anchor",
+        "sent_ids",
+        "waiting",
+        "first_output_ns",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "model_requests",
+        "open_requests",
+        "tool_calls",
+        "tool_names",
+        "events",
+        "unknown_events",
+        "usage",
+        "error_type",
+        "last_stream_failed",
+        "ended",
+    )
+
+    def __init__(self, span: Span, index: int, start_ns: int, adopting: bool) -> None:
+        self.span = span
+        self.index = index
+        self.start_ns = start_ns
+        self.last_ns = start_ns
+        self.adopting = adopting  # opened by a send whose response has not named its user.message ids yet
+        self.owned_ids: set[str] = set()
+        self.anchor: Optional[datetime] = None  # processed_at of the turn's own user.message
+        self.sent_ids: set[str] = set()
+        self.waiting = False  # idle with requires_action: the client has to answer
+        self.first_output_ns = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
+        self.model_requests = 0
+        self.open_requests: set[str] = set()
+        self.tool_calls = 0
+        self.tool_names: list[str] = []
+        self.events = 0
+        self.unknown_events = 0
+        self.usage: Any = None  # the latest session.usage payload (cumulative, so one is enough)
+        self.error_type: Optional[str] = None  # of the latest session.error
+        self.last_stream_failed = False
+        self.ended = False
+
+
+Handler = Callable[["SessionTracker", Turn, Any, int], None]
+
+
+class SessionTracker:
+    """Turns of one session, following SPEC §3.1. One per session id, shared by every stream and send of it."""
+
+    def __init__(
+        self,
+        session_id: str,
+        tracer: Tracer,
+        registry: Optional[SessionRegistry] = None,
+        start_attributes: Optional[Mapping[str, AttributeValue]] = None,
+    ) -> None:
+        self.session_id = session_id
+        self.turn: Optional[Turn] = None
+        self.turn_count = 0
+        self.streams_open = 0
+        self.quiet_since_ns = 0  # when the last stream of the session closed
+        self.claims = 0  # streams, sends and list pages in progress
+        self.retired = False  # dropped from the registry: callers must fetch a fresh tracker
+        self._tracer = tracer
+        self._registry = registry
+        self._lock = threading.Lock()
+        self._seen: set[str] = set()
+        self._seen_old: set[str] = set()
+        self._base_attributes: dict[str, AttributeValue] = {
+            A.GEN_AI_OPERATION_NAME: A.OP_INVOKE_AGENT,
+            A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
+            A.GEN_AI_CONVERSATION_ID: session_id,
+            A.ANTHROPIC_SESSION_ID: session_id,
+            A.HTTP_ROUTE: A.HTTP_ROUTE_EVENTS,
+        }
+        self._start_attributes: dict[str, AttributeValue] = dict(start_attributes or {})
+
+    # -- what the patchers call ------------------------------------------------------------------------------
+
+    @never_raises
+    def update_start_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        """Agent and client attributes for turns opened from now on (they are read at turn start)."""
+        self._start_attributes.update(attributes)
+
+    def on_event(self, event: Any, now_ns: int) -> None:
+        """One event read from a stream, at the time the client saw it. Never raises.
+
+        The per-event hot path: one table lookup, a dedupe check and counter updates. The guard is inline rather
+        than the `never_raises` decorator to save a call per event.
+        """
+        try:
+            with self._lock:
+                self._route(event, now_ns, False)
+        except Exception:
+            log_swallowed("SessionTracker.on_event")
+
+    @never_raises
+    def on_listed(self, events: Iterable[Any], now_ns: int) -> None:
+        """A page of `events.list`: feeds the open turn with the events after its own user.message, no others.
+
+        Listing a session's history must neither open turns nor fold earlier turns into the open one.
+        """
+        with self._lock:
+            turn = self.turn
+            if turn is None or turn.adopting:
+                return
+            for event in events:
+                at = _timestamp(get(event, "processed_at"))
+                if at is None:
+                    continue
+                if turn.anchor is None:
+                    if get(event, "type") == USER_MESSAGE and get(event, "id") in turn.owned_ids:
+                        turn.anchor = at
+                        self._route(event, now_ns, True)
+                    continue
+                if at > turn.anchor:
+                    self._route(event, now_ns, True)
+                if self.turn is not turn:
+                    break
+            self._settle()
+
+    @never_raises
+    def begin_send(self, events: Any, now_ns: int) -> Optional[Turn]:
+        """Before a send's HTTP request: open a turn for a user.message, or join the open one.
+
+        Returns the turn to make current while the send runs (its HTTP span then nests under the turn).
+        """
+        types = [get_str(e, "type") for e in events] if isinstance(events, (list, tuple)) else []
+        with self._lock:
+            if USER_MESSAGE in types:
+                if self.turn is not None:
+                    self._end(self.turn, StopReason.SUPERSEDED, now_ns)
+                turn = self._open(now_ns, adopting=True)
+                self._settle()
+                return turn
+            turn = self.turn
+            if turn is not None:
+                turn.last_ns = now_ns
+                for event, event_type in zip(events, types):
+                    if event_type in _REPLY_TYPES:
+                        turn.span.add_event(event_type, _reply_attributes(event), now_ns)
+            return turn
+
+    @never_raises
+    def send_succeeded(self, turn: Optional[Turn], response: Any) -> None:
+        """The send's response echoes each event with its id: the turn owns its user.message ids."""
+        if turn is None:
+            return
+        with self._lock:
+            for echo in _as_list(get(response, "data")):
+                event_id = get_str(echo, "id")
+                if event_id is None:
+                    continue
+                if get(echo, "type") == USER_MESSAGE:
+                    turn.owned_ids.add(event_id)
+                elif len(turn.sent_ids) < MAX_SENT_IDS:
+                    turn.sent_ids.add(event_id)
+            turn.adopting = False
+
+    @never_raises
+    def send_failed(self, turn: Optional[Turn], opened: bool, error: BaseException, error_type: str) -> None:
+        """The send that opened `turn` failed: the turn ends with it (its exception still reaches the app)."""
+        if turn is None or not opened:
+            return
+        with self._lock:
+            if not turn.ended:
+                self._end(turn, StopReason.SEND_ERROR, time.time_ns(), error_type=error_type, error=error)
+            self._settle()
+
+    def claim(self, stream: bool = False) -> bool:
+        """Hold the session open for a send, list or stream. False if it was retired: fetch a fresh tracker."""
+        with self._lock:
+            if self.retired:
+                return False
+            self.claims += 1
+            if stream:
+                self.streams_open += 1
+            return True
+
+    @never_raises
+    def release(self) -> None:
+        """The send or list that `claim`ed the session is done."""
+        with self._lock:
+            self.claims = max(0, self.claims - 1)
+            self._settle()
+
+    @never_raises
+    def stream_finished(self, how: str, now_ns: int, error: Optional[BaseException] = None, error_type: str = "") -> None:
+        """A stream of this session stopped (`StreamEnd`). Called exactly once per stream by its proxy."""
+        with self._lock:
+            self.streams_open = max(0, self.streams_open - 1)
+            self.claims = max(0, self.claims - 1)
+            turn = self.turn
+            if turn is not None:
+                if how == StreamEnd.FATAL:
+                    self._end(turn, StopReason.STREAM_ERROR, now_ns, error_type=error_type, error=error)
+                elif how == StreamEnd.TRANSPORT:
+                    turn.last_stream_failed = True
+                    turn.error_type = error_type or turn.error_type
+                    turn.span.add_event(A.EVENT_STREAM_ERROR, _exception_attributes(error, error_type), now_ns)
+                elif how == StreamEnd.ENDED:
+                    turn.last_stream_failed = False
+                elif how == StreamEnd.CLOSED and not turn.waiting and self.streams_open == 0:
+                    self._end(turn, StopReason.ABANDONED, now_ns)
+            if self.streams_open == 0:
+                self.quiet_since_ns = now_ns
+            self._settle()
+
+    @never_raises
+    def check_orphan(self, now_ns: int, timeout_ns: int) -> Optional[int]:
+        """End the open turn if no stream of the session has been open for `timeout_ns`.
+
+        Returns the time to check again (ns), or None when nothing is left to watch.
+        """
+        with self._lock:
+            turn = self.turn
+            if turn is None or self.streams_open:
+                return None
+            due = max(self.quiet_since_ns, turn.start_ns) + timeout_ns
+            if now_ns < due:
+                return due
+            if turn.last_stream_failed:
+                self._end(turn, StopReason.STREAM_ERROR, turn.last_ns, error_type=turn.error_type or A.ERROR_TYPE_OTHER)
+            else:
+                self._end(turn, StopReason.UNOBSERVED, turn.last_ns)
+            self._settle()
+            return None
+
+    @never_raises
+    def shutdown(self, now_ns: int, reason: str = StopReason.SHUTDOWN) -> None:
+        """End the open turn: `shutdown` at uninstrument and interpreter exit, `unobserved` when evicted."""
+        with self._lock:
+            if self.turn is not None:
+                self._end(self.turn, reason, now_ns)
+            self._settle()
+
+    def idle(self) -> bool:
+        """Nothing open or in progress: the session's state can be dropped."""
+        return self.turn is None and self.claims == 0
+
+    # -- routing (lock held) -----------------------------------------------------------------------------------
+
+    def _route(self, event: Any, now_ns: int, listed: bool) -> None:
+        getter = _dict_get if event.__class__ is dict else getattr
+        event_type = getter(event, "type", None)
+        event_id = getter(event, "id", None)
+        if event_id is not None:
+            if event_id.__class__ is not str:
+                event_id = None
+            elif event_id in self._seen or event_id in self._seen_old:
+                return
+        role = _DISPATCH.get(event_type) if event_type.__class__ is str else None
+        turn = self.turn
+        if role is None:
+            if turn is not None and event_id is not None:
+                self._remember(event_id)
+                turn.events += 1
+                turn.unknown_events += 1
+                turn.last_ns = now_ns
+            return
+        handler, output, span_event = role
+        if handler is _on_user_message_fn:
+            if listed:
+                # A listed user.message counts only as the open turn's own: listing never opens or supersedes.
+                if turn is None or event_id not in turn.owned_ids:
+                    return
+            else:
+                handler(self, turn, event, now_ns)
+                turn = self.turn
+            handler = None
+        if turn is None:
+            return
+        if event_id is not None:
+            self._remember(event_id)
+            turn.events += 1
+        turn.last_ns = now_ns
+        if output:
+            turn.waiting = False
+            if not turn.first_output_ns:
+                turn.first_output_ns = now_ns
+        if span_event:
+            turn.span.add_event(event_type, _span_event_attributes(event), now_ns)
+        if handler is not None:
+            handler(self, turn, event, now_ns)
+
+    def _remember(self, event_id: str) -> None:
+        seen = self._seen
+        seen.add(event_id)
+        if len(seen) >= DEDUPE_GENERATION:
+            self._seen_old = seen
+            self._seen = set()
+
+    # -- handlers (lock held; `turn` is None only for user.message) -------------------------------------------
+
+    def _on_user_message(self, turn: Optional[Turn], event: Any, now_ns: int) -> None:
+        event_id = get_str(event, "id")
+        if turn is not None:
+            if event_id is not None and event_id in turn.owned_ids:
+                self._anchor(turn, event)
+                return
+            if turn.adopting:
+                if event_id is not None:
+                    turn.owned_ids.add(event_id)
+                self._anchor(turn, event)
+                return
+            self._end(turn, StopReason.SUPERSEDED, now_ns)
+        new = self._open(now_ns, adopting=False)
+        if new is not None:
+            if event_id is not None:
+                new.owned_ids.add(event_id)
+            self._anchor(new, event)
+
+    def _on_user_reply(self, turn: Turn, event: Any, now_ns: int) -> None:
+        if get(event, "id") not in turn.sent_ids:
+            turn.span.add_event(get(event, "type"), _reply_attributes(event), now_ns)
+
+    def _on_tool_use(self, turn: Turn, event: Any, now_ns: int) -> None:
+        turn.tool_calls += 1
+        name = get_str(event, "name")
+        if name and name not in turn.tool_names and len(turn.tool_names) < MAX_TOOL_NAMES:
+            turn.tool_names.append(name)
+
+    def _on_model_request_start(self, turn: Turn, event: Any, now_ns: int) -> None:
+        turn.model_requests += 1
+        event_id = get_str(event, "id")
+        if event_id is not None and len(turn.open_requests) < MAX_OPEN_REQUESTS:
+            turn.open_requests.add(event_id)
+
+    def _on_model_request_end(self, turn: Turn, event: Any, now_ns: int) -> None:
+        start_id = get(event, "model_request_start_id")
+        if start_id in turn.open_requests:
+            turn.open_requests.discard(start_id)
+        else:
+            turn.model_requests += 1  # its start was before this process looked, or lost
+        usage = get(event, "model_usage")
+        if usage is None:
+            return
+        cache_read = as_int(get(usage, "cache_read_input_tokens"))
+        cache_write = as_int(get(usage, "cache_creation_input_tokens"))
+        turn.input_tokens += as_int(get(usage, "input_tokens")) + cache_read + cache_write
+        turn.output_tokens += as_int(get(usage, "output_tokens"))
+        turn.cache_read_tokens += cache_read
+        turn.cache_write_tokens += cache_write
+
+    def _on_running(self, turn: Turn, event: Any, now_ns: int) -> None:
+        turn.waiting = False
+
+    def _on_idle(self, turn: Turn, event: Any, now_ns: int) -> None:
+        stop = get(event, "stop_reason")
+        reason = get_str(stop, "type") if stop is not None else None
+        if reason == StopReason.REQUIRES_ACTION:
+            turn.waiting = True
+            return
+        reason = reason or "unknown"
+        if reason == StopReason.END_TURN:
+            self._end(turn, reason, now_ns, ok=True)
+        elif reason == StopReason.RETRIES_EXHAUSTED:
+            self._end(turn, reason, now_ns, error_type=turn.error_type or A.ERROR_TYPE_OTHER)
+        else:
+            self._end(turn, reason, now_ns)
+
+    def _on_terminated(self, turn: Turn, event: Any, now_ns: int) -> None:
+        self._end(turn, StopReason.TERMINATED, now_ns, error_type=turn.error_type)
+
+    def _on_deleted(self, turn: Turn, event: Any, now_ns: int) -> None:
+        self._end(turn, StopReason.DELETED, now_ns)
+
+    def _on_session_error(self, turn: Turn, event: Any, now_ns: int) -> None:
+        error = get(event, "error")
+        error_type = get_str(error, "type") if error is not None else None
+        turn.error_type = error_type or A.ERROR_TYPE_OTHER
+        attrs: dict[str, AttributeValue] = {"type": turn.error_type}
+        message = get_str(error, "message") if error is not None else None
+        if message:
+            attrs["message"] = message
+        retry = get(error, "retry_status") if error is not None else None
+        retry_type = retry if isinstance(retry, str) else (get_str(retry, "type") if retry is not None else None)
+        if retry_type:
+            attrs["retry_status"] = retry_type
+        turn.span.add_event("session.error", attrs, now_ns)
+
+    def _on_usage(self, turn: Turn, event: Any, now_ns: int) -> None:
+        turn.usage = get(event, "usage")
+
+    # -- opening and ending (lock held) ------------------------------------------------------------------------
+
+    def _anchor(self, turn: Turn, event: Any) -> None:
+        at = _timestamp(get(event, "processed_at"))
+        if at is not None and turn.anchor is None:
+            turn.anchor = at
+
+    def _open(self, now_ns: int, adopting: bool) -> Optional[Turn]:
+        attributes = dict(self._base_attributes)
+        attributes.update(self._start_attributes)
+        self.turn_count += 1
+        attributes[A.TURN_INDEX] = self.turn_count
+        agent_name = attributes.get(A.GEN_AI_AGENT_NAME)
+        name = f"{A.OP_INVOKE_AGENT} {agent_name}" if agent_name else A.OP_INVOKE_AGENT
+        span = self._tracer.start_span(
+            name,
+            context=otel_context.get_current(),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=now_ns,
+        )
+        turn = Turn(span, self.turn_count, now_ns, adopting)
+        self.turn = turn
+        if self._registry is not None:
+            self._registry.turn_opened(self)
+        return turn
+
+    def _end(
+        self,
+        turn: Turn,
+        reason: str,
+        end_ns: int,
+        *,
+        ok: bool = False,
+        error_type: Optional[str] = None,
+        error: Optional[BaseException] = None,
+    ) -> None:
+        """End `turn` exactly once. Whatever goes wrong while recording, the turn is closed and the span ended."""
+        if turn.ended:
+            return
+        turn.ended = True
+        if self.turn is turn:
+            self.turn = None
+        span = turn.span
+        try:
+            span.set_attributes(_end_attributes(turn, reason))
+            if error_type is not None:
+                span.set_attribute(A.ERROR_TYPE, error_type)
+                description = str(error) if error is not None else error_type
+                span.set_status(Status(StatusCode.ERROR, description[:1024]))
+            elif ok:
+                span.set_status(Status(StatusCode.OK))
+        except Exception:
+            log_swallowed("SessionTracker._end")
+        finally:
+            span.end(end_time=max(end_ns, turn.start_ns))
+
+    def _settle(self) -> None:
+        """Tell the registry what the session needs now: an orphan watch, or nothing at all."""
+        if self._registry is None:
+            return
+        if self.turn is not None and self.streams_open == 0:
+            self._registry.watch_orphan(self)
+        elif self.idle():
+            self.retired = True
+            self._registry.session_idle(self)
+
+
+_REPLY_TYPES: Final = frozenset(t for t, role in EVENT_ROLES.items() if role.handler == "_on_user_reply")
+_on_user_message_fn: Final = SessionTracker._on_user_message
+
+#: type -> (handler, output, span_event): the table of `event_table`, resolved once.
+_DISPATCH: Final[dict[str, tuple[Optional[Handler], bool, bool]]] = {
+    event_type: (getattr(SessionTracker, role.handler) if role.handler else None, role.output, role.span_event)
+    for event_type, role in EVENT_ROLES.items()
+}
+
+
+def _end_attributes(turn: Turn, reason: str) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {
+        A.GEN_AI_USAGE_INPUT_TOKENS: turn.input_tokens,
+        A.GEN_AI_USAGE_OUTPUT_TOKENS: turn.output_tokens,
+        A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: turn.cache_read_tokens,
+        A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: turn.cache_write_tokens,
+        A.TURN_STOP_REASON: reason,
+        A.TURN_TOOL_CALLS: turn.tool_calls,
+        A.TURN_MODEL_REQUESTS: turn.model_requests,
+        A.TURN_EVENTS: turn.events,
+        A.TURN_UNKNOWN_EVENTS: turn.unknown_events,
+    }
+    if turn.tool_names:
+        attrs[A.TURN_TOOL_NAMES] = list(turn.tool_names)
+    if turn.first_output_ns:
+        attrs[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (turn.first_output_ns - turn.start_ns) / 1e9
+    if reason not in _LOCAL_REASONS:
+        attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = [A.FINISH_REASONS.get(reason, "error")]
+    if turn.usage is not None:
+        attrs.update(usage_attributes(turn.usage))
+    return attrs
+
+
+_LOCAL_REASONS: Final = frozenset(
+    {
+        StopReason.TERMINATED,
+        StopReason.DELETED,
+        StopReason.SUPERSEDED,
+        StopReason.ABANDONED,
+        StopReason.STREAM_ERROR,
+        StopReason.SEND_ERROR,
+        StopReason.UNOBSERVED,
+        StopReason.SHUTDOWN,
+    }
+)
+
+
+def usage_attributes(usage: Any) -> dict[str, AttributeValue]:
+    """`anthropic.session.usage.<field>` per numeric field (nested joined with dots) and the cost in USD."""
+    attrs: dict[str, AttributeValue] = {}
+    payload = as_dict(usage)
+    if payload is None:
+        return attrs
+    _flatten(payload, A.SESSION_USAGE_PREFIX, attrs, depth=0)
+    cost = payload.get("list_cost")
+    amount = cost.get("amount") if isinstance(cost, dict) else cost
+    try:
+        if amount is not None and not isinstance(amount, bool):
+            attrs[A.SESSION_COST_USD] = float(amount) / 100
+    except (TypeError, ValueError):
+        pass
+    return attrs
+
+
+def _flatten(payload: Mapping[str, Any], prefix: str, out: dict[str, AttributeValue], depth: int) -> None:
+    for key, value in payload.items():
+        if isinstance(value, bool) or not isinstance(key, str):
+            continue
+        if isinstance(value, (int, float)):
+            out[prefix + key] = value
+        elif isinstance(value, dict) and depth < 4:
+            _flatten(value, f"{prefix}{key}.", out, depth + 1)
+
+
+def _timestamp(value: Any) -> Optional[datetime]:
+    if not isinstance(value, str):
+        return value if isinstance(value, datetime) else None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _reply_attributes(event: Any) -> dict[str, AttributeValue]:
+    """What a client reply says, without content: which tool it answers and how."""
+    attrs: dict[str, AttributeValue] = {}
+    for key in ("tool_use_id", "custom_tool_use_id", "result", "session_thread_id"):
+        value = get_str(event, key)
+        if value:
+            attrs[key] = value
+    is_error = get(event, "is_error")
+    if isinstance(is_error, bool):
+        attrs["is_error"] = is_error
+    return attrs
+
+
+def _span_event_attributes(event: Any) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {}
+    for key in ("id", "session_thread_id", "to_session_thread_id", "from_session_thread_id", "agent_name"):
+        value = get_str(event, key)
+        if value:
+            attrs[key] = value
+    return attrs
+
+
+def _exception_attributes(error: Optional[BaseException], error_type: str) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {A.EXCEPTION_TYPE: error_type or A.ERROR_TYPE_OTHER}
+    if error is not None:
+        attrs[A.EXCEPTION_MESSAGE] = str(error)[:1024]
+    return attrs

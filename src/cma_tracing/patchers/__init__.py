@@ -1,0 +1,6 @@
+"""Where the SDK is touched: wrapt patches on its classes, adapting calls and streams to the trackers."""
+
+from .events import SessionEventsPatcher
+from .sessions import SessionsPatcher
+
+__all__ = ["SessionEventsPatcher", "SessionsPatcher"]

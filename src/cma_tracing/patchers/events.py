@@ -1,0 +1,191 @@
+"""`SessionEventsPatcher`: wraps `events.send`, `events.stream` and `events.list` of the sync and async SDK.
+
+The wrappers only adapt calls to the session's `SessionTracker`; every rule about turns lives there.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Callable, Final, Mapping, Optional
+
+import wrapt
+from anthropic import AsyncStream, Stream
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from opentelemetry.util.types import AttributeValue
+
+from ..instrumentation.agents import client_attributes
+from ..instrumentation.safety import never_raises
+from ..instrumentation.sessions import SessionRegistry
+from ..instrumentation.turns import SessionTracker, Turn
+from .errors import error_type
+from .streams import TracedAsyncStream, TracedStream
+
+EVENTS_MODULE: Final = "anthropic.resources.beta.sessions.events"
+PAGINATION_MODULE: Final = "anthropic.pagination"
+DEFAULT_BETA: Final = "managed-agents-2026-04-01"
+#: The path of `events.list` pages (first and later ones); stream and thread paths do not match.
+_LIST_PATH: Final = re.compile(r"/v1/sessions/([^/?#]+)/events/?(?:[?#]|$)")
+
+
+class _SendCall:
+    """What a wrapped send needs to finish its bookkeeping."""
+
+    __slots__ = ("tracker", "turn", "opened", "token")
+
+    def __init__(self, tracker: SessionTracker, turn: Optional[Turn], opened: bool, token: Any) -> None:
+        self.tracker = tracker
+        self.turn = turn
+        self.opened = opened
+        self.token = token
+
+
+class SessionEventsPatcher:
+    """Patches the SDK's `Events` / `AsyncEvents` classes, so clients made before or after are covered."""
+
+    def __init__(self, registry: SessionRegistry) -> None:
+        self._registry = registry
+
+    def patch(self) -> None:
+        wrap = wrapt.wrap_function_wrapper
+        wrap(EVENTS_MODULE, "Events.send", self._send)
+        wrap(EVENTS_MODULE, "Events.stream", self._stream)
+        wrap(EVENTS_MODULE, "AsyncEvents.send", self._async_send)
+        wrap(EVENTS_MODULE, "AsyncEvents.stream", self._async_stream)
+        wrap(PAGINATION_MODULE, "SyncPageCursor._set_private_attributes", self._page)
+        wrap(PAGINATION_MODULE, "AsyncPageCursor._set_private_attributes", self._page)
+
+    def unpatch(self) -> None:
+        from anthropic import pagination
+        from anthropic.resources.beta.sessions import events
+
+        for cls in (events.Events, events.AsyncEvents):
+            unwrap(cls, "send")
+            unwrap(cls, "stream")
+        for page_cls in (pagination.SyncPageCursor, pagination.AsyncPageCursor):
+            if isinstance(page_cls.__dict__.get("_set_private_attributes"), wrapt.ObjectProxy):
+                delattr(page_cls, "_set_private_attributes")
+
+    # -- send ----------------------------------------------------------------------------------------------------
+
+    def _send(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        if not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
+        call = self._begin_send(instance, args, kwargs)
+        try:
+            response = wrapped(*args, **kwargs)
+        except BaseException as error:
+            self._end_send(call, None, error)
+            raise
+        self._end_send(call, response, None)
+        return response
+
+    async def _async_send(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        if not is_instrumentation_enabled():
+            return await wrapped(*args, **kwargs)
+        call = self._begin_send(instance, args, kwargs)
+        try:
+            response = await wrapped(*args, **kwargs)
+        except BaseException as error:
+            self._end_send(call, None, error)
+            raise
+        self._end_send(call, response, None)
+        return response
+
+    @never_raises
+    def _begin_send(self, instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Optional[_SendCall]:
+        """Open or join the turn before the HTTP request, and make it current so the SDK's span nests in it."""
+        session_id = _session_id(args, kwargs)
+        if session_id is None:
+            return None
+        tracker = self._registry.acquire(session_id)
+        tracker.update_start_attributes(_client_attributes(instance, kwargs))
+        previous = tracker.turn
+        turn = tracker.begin_send(kwargs.get("events"), time.time_ns())
+        opened = turn is not None and turn is not previous
+        token = otel_context.attach(trace.set_span_in_context(turn.span)) if turn is not None else None
+        return _SendCall(tracker, turn, opened, token)
+
+    @never_raises
+    def _end_send(self, call: Optional[_SendCall], response: Any, error: Optional[BaseException]) -> None:
+        if call is None:
+            return
+        if call.token is not None:
+            otel_context.detach(call.token)
+        if error is None:
+            call.tracker.send_succeeded(call.turn, response)
+        elif isinstance(error, Exception):
+            call.tracker.send_failed(call.turn, call.opened, error, error_type(error))
+        call.tracker.release()
+
+    # -- stream --------------------------------------------------------------------------------------------------
+
+    def _stream(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        stream = wrapped(*args, **kwargs)
+        if not is_instrumentation_enabled() or not isinstance(stream, Stream):
+            return stream
+        tracker = self._open_stream(instance, args, kwargs)
+        return TracedStream(stream, tracker) if tracker is not None else stream
+
+    async def _async_stream(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        stream = await wrapped(*args, **kwargs)
+        if not is_instrumentation_enabled() or not isinstance(stream, AsyncStream):
+            return stream
+        tracker = self._open_stream(instance, args, kwargs)
+        return TracedAsyncStream(stream, tracker) if tracker is not None else stream
+
+    @never_raises
+    def _open_stream(self, instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Optional[SessionTracker]:
+        session_id = _session_id(args, kwargs)
+        if session_id is None:
+            return None
+        tracker = self._registry.acquire(session_id, stream=True)
+        tracker.update_start_attributes(_client_attributes(instance, kwargs))
+        return tracker
+
+    # -- list ----------------------------------------------------------------------------------------------------
+
+    def _page(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        result = wrapped(*args, **kwargs)
+        if is_instrumentation_enabled():
+            self._feed_page(instance, kwargs.get("options"))
+        return result
+
+    @never_raises
+    def _feed_page(self, page: Any, options: Any) -> None:
+        """Every `events.list` page, first or later, sync or async, passes here once as the SDK builds it."""
+        match = _LIST_PATH.search(getattr(options, "url", "") or "")
+        if match is None:
+            return
+        data = getattr(page, "data", None)
+        if not isinstance(data, list) or not data:
+            return
+        tracker = self._registry.acquire(match.group(1))
+        try:
+            tracker.on_listed(data, time.time_ns())
+        finally:
+            tracker.release()
+
+
+def _session_id(args: Any, kwargs: Mapping[str, Any]) -> Optional[str]:
+    session_id = args[0] if args else kwargs.get("session_id")
+    return session_id if isinstance(session_id, str) and session_id else None
+
+
+def _client_attributes(resource: Any, kwargs: Mapping[str, Any]) -> Mapping[str, AttributeValue]:
+    client = getattr(resource, "_client", None)
+    return client_attributes(getattr(client, "base_url", None), _betas(kwargs))
+
+
+def _betas(kwargs: Mapping[str, Any]) -> list[str]:
+    """The `anthropic-beta` values the SDK will send, as it builds them: `betas=`, then its own, unless overridden."""
+    extra = kwargs.get("extra_headers")
+    if isinstance(extra, Mapping):
+        for key, value in extra.items():
+            if isinstance(key, str) and key.lower() == "anthropic-beta" and isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+    betas = kwargs.get("betas")
+    values = [str(b) for b in betas] if isinstance(betas, (list, tuple)) else []
+    return values + [DEFAULT_BETA] if DEFAULT_BETA not in values else values

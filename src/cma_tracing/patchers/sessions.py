@@ -1,0 +1,54 @@
+"""`SessionsPatcher`: reads agent metadata from `sessions.create` / `retrieve` responses the app already gets.
+
+The instrumentation never makes an API call of its own for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Final
+
+import wrapt
+from opentelemetry.instrumentation.utils import unwrap
+
+from ..instrumentation.agents import agent_attributes
+from ..instrumentation.fields import get_str
+from ..instrumentation.safety import never_raises
+from ..instrumentation.sessions import SessionRegistry
+
+SESSIONS_MODULE: Final = "anthropic.resources.beta.sessions.sessions"
+_METHODS: Final = ("create", "retrieve")
+
+
+class SessionsPatcher:
+    """Patches `Sessions` / `AsyncSessions` `create` and `retrieve`."""
+
+    def __init__(self, registry: SessionRegistry) -> None:
+        self._registry = registry
+
+    def patch(self) -> None:
+        for method in _METHODS:
+            wrapt.wrap_function_wrapper(SESSIONS_MODULE, f"Sessions.{method}", self._sync)
+            wrapt.wrap_function_wrapper(SESSIONS_MODULE, f"AsyncSessions.{method}", self._async)
+
+    def unpatch(self) -> None:
+        from anthropic.resources.beta.sessions import sessions
+
+        for method in _METHODS:
+            unwrap(sessions.Sessions, method)
+            unwrap(sessions.AsyncSessions, method)
+
+    def _sync(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        session = wrapped(*args, **kwargs)
+        self._remember(session)
+        return session
+
+    async def _async(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        session = await wrapped(*args, **kwargs)
+        self._remember(session)
+        return session
+
+    @never_raises
+    def _remember(self, session: Any) -> None:
+        session_id = get_str(session, "id")
+        if session_id:
+            self._registry.remember_agent(session_id, agent_attributes(session))

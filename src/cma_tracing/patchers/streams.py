@@ -1,0 +1,130 @@
+"""Proxies for the SDK's event streams: the app keeps its `Stream` / `AsyncStream`, and each event reaches the tracker.
+
+A proxy is still an `anthropic.Stream` (`isinstance` sees through it), yields the very same event objects, and
+lets every SDK exception through unchanged. It reports how the stream stopped exactly once: the server ended it,
+the connection failed, an SSE `error` frame arrived, or the consumer stopped reading (break, `close()`, `with`
+exit, garbage collection, an interrupt or a cancelled task).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import wrapt
+from anthropic import APIStatusError
+
+from ..instrumentation.safety import log_swallowed
+from ..instrumentation.turns import SessionTracker, StreamEnd
+from .errors import error_type
+
+_time_ns = time.time_ns
+
+
+class _StreamWatch:
+    """The part both proxies share: which tracker, and whether the stream's end was reported."""
+
+    __slots__ = ("tracker", "done")
+
+    def __init__(self, tracker: SessionTracker) -> None:
+        self.tracker = tracker
+        self.done = False
+
+    def finish(self, how: str, error: BaseException | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            if error is not None and isinstance(error, APIStatusError):
+                how = StreamEnd.FATAL
+            self.tracker.stream_finished(how, _time_ns(), error, error_type(error) if error is not None else "")
+        except Exception:
+            log_swallowed("stream finish")
+
+
+class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
+    """An `anthropic.Stream` of session events, observed."""
+
+    def __init__(self, stream: Any, tracker: SessionTracker) -> None:
+        super().__init__(stream)
+        self._self_watch = _StreamWatch(tracker)
+        self._self_on_event = tracker.on_event
+
+    def __iter__(self) -> TracedStream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            event = self.__wrapped__.__next__()
+        except StopIteration:
+            self._self_watch.finish(StreamEnd.ENDED)
+            raise
+        except Exception as error:
+            self._self_watch.finish(StreamEnd.TRANSPORT, error)
+            raise
+        except BaseException:
+            self._self_watch.finish(StreamEnd.CLOSED)
+            raise
+        self._self_on_event(event, _time_ns())
+        return event
+
+    def __enter__(self) -> TracedStream:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        self._self_watch.finish(StreamEnd.CLOSED)
+        return self.__wrapped__.__exit__(*exc_info)
+
+    def close(self) -> None:
+        self._self_watch.finish(StreamEnd.CLOSED)
+        self.__wrapped__.close()
+
+    def __del__(self) -> None:
+        watch = getattr(self, "_self_watch", None)
+        if watch is not None:
+            watch.finish(StreamEnd.CLOSED)
+
+
+class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc]
+    """An `anthropic.AsyncStream` of session events, observed."""
+
+    def __init__(self, stream: Any, tracker: SessionTracker) -> None:
+        super().__init__(stream)
+        self._self_watch = _StreamWatch(tracker)
+        self._self_on_event = tracker.on_event
+
+    def __aiter__(self) -> TracedAsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            event = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            self._self_watch.finish(StreamEnd.ENDED)
+            raise
+        except Exception as error:
+            self._self_watch.finish(StreamEnd.TRANSPORT, error)
+            raise
+        except BaseException:
+            self._self_watch.finish(StreamEnd.CLOSED)
+            raise
+        self._self_on_event(event, _time_ns())
+        return event
+
+    async def __aenter__(self) -> TracedAsyncStream:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        self._self_watch.finish(StreamEnd.CLOSED)
+        return await self.__wrapped__.__aexit__(*exc_info)
+
+    async def close(self) -> None:
+        self._self_watch.finish(StreamEnd.CLOSED)
+        await self.__wrapped__.close()
+
+    def __del__(self) -> None:
+        watch = getattr(self, "_self_watch", None)
+        if watch is not None:
+            watch.finish(StreamEnd.CLOSED)

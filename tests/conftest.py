@@ -1,0 +1,110 @@
+"""Shared fixtures: an in-memory tracer provider, cma-tracing instrumented on it, SDK clients, cassettes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import anthropic
+import pytest
+import vcr
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import cma_tracing
+from tests.support.loopback import FakeCMAServer, running_server
+
+CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
+
+
+class Spans:
+    """The spans a test produced, with the lookups tests need."""
+
+    def __init__(self, exporter: InMemorySpanExporter) -> None:
+        self.exporter = exporter
+
+    def all(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    def turns(self) -> list[ReadableSpan]:
+        return [s for s in self.all() if (s.attributes or {}).get("gen_ai.operation.name") == "invoke_agent"]
+
+    def turn(self) -> ReadableSpan:
+        turns = self.turns()
+        assert len(turns) == 1, [(s.name, dict(s.attributes or {})) for s in turns]
+        return turns[0]
+
+    def named(self, name: str) -> list[ReadableSpan]:
+        return [s for s in self.all() if s.name == name]
+
+
+@pytest.fixture
+def provider() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield tracer_provider, exporter
+    tracer_provider.shutdown()
+
+
+@pytest.fixture
+def spans(provider: tuple[TracerProvider, InMemorySpanExporter]) -> Spans:
+    return Spans(provider[1])
+
+
+@pytest.fixture
+def instrument(provider: tuple[TracerProvider, InMemorySpanExporter]) -> Iterator[Any]:
+    """A function that instruments on the test's provider with extra options; uninstrumented after the test."""
+
+    def _instrument(**options: Any) -> cma_tracing.ClaudeManagedAgentsInstrumentor:
+        return cma_tracing.instrument(tracer_provider=provider[0], **options)
+
+    yield _instrument
+    cma_tracing.uninstrument()
+
+
+@pytest.fixture
+def instrumented(instrument: Any) -> cma_tracing.ClaudeManagedAgentsInstrumentor:
+    return instrument()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def client() -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key="test-key", max_retries=0, open_telemetry=False)
+
+
+@pytest.fixture
+def async_client() -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(api_key="test-key", max_retries=0, open_telemetry=False)
+
+
+@pytest.fixture
+def cassette() -> Any:
+    """`cassette("name")`: a vcrpy context that replays cassettes/name.yaml and fails on any unrecorded request."""
+    recorder = vcr.VCR(cassette_library_dir=str(CASSETTES), record_mode="none", match_on=["method", "uri"])
+
+    def _use(name: str) -> Any:
+        return recorder.use_cassette(f"{name}.yaml", allow_playback_repeats=False)
+
+    return _use
+
+
+@pytest.fixture
+def server() -> Iterator[FakeCMAServer]:
+    with running_server() as fake:
+        yield fake
+
+
+@pytest.fixture
+def loop_client(server: FakeCMAServer) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=server.base_url, api_key="test-key", max_retries=0, open_telemetry=False)
+
+
+@pytest.fixture
+def loop_async_client(server: FakeCMAServer) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=server.base_url, api_key="test-key", max_retries=0, open_telemetry=False)
+
+
+os.environ.setdefault("ANTHROPIC_API_KEY", "test-key")
