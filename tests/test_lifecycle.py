@@ -1,0 +1,362 @@
+"""SPEC §3.1, row by row, on the pure core: a `SessionTracker` fed plain event lists (no SDK, no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from cma_tracing.instrumentation.sessions import SessionRegistry
+from cma_tracing.instrumentation.turns import SessionTracker, StreamEnd
+from tests.support import events as ev
+
+SID = "sesn_core"
+
+
+class Harness:
+    """A tracker on an in-memory exporter, with a clock that advances 1 ms per event."""
+
+    def __init__(self, registry: bool = False, orphan_timeout_s: float = 300) -> None:
+        self.exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        tracer = provider.get_tracer("test")
+        self.registry = SessionRegistry(tracer, orphan_timeout_s) if registry else None
+        self.tracker = (
+            self.registry.acquire(SID) if self.registry is not None else SessionTracker(SID, tracer)
+        )
+        self.now = 1_000_000_000_000
+
+    def tick(self) -> int:
+        self.now += 1_000_000
+        return self.now
+
+    def feed(self, events: Iterable[Any]) -> None:
+        for event in events:
+            self.tracker.on_event(event, self.tick())
+
+    def send(self, *events: Any, echo_ids: Optional[list[str]] = None) -> Any:
+        turn = self.tracker.begin_send(list(events), self.tick())
+        ids = echo_ids if echo_ids is not None else [ev.new_id() for _ in events]
+        echoed = [{**e, "id": i, "processed_at": None} for e, i in zip(events, ids)]
+        self.tracker.send_succeeded(turn, {"data": echoed})
+        return turn
+
+    def turns(self) -> list[ReadableSpan]:
+        return sorted(self.exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
+
+    def turn(self) -> ReadableSpan:
+        turns = self.turns()
+        assert len(turns) == 1, [dict(t.attributes or {}) for t in turns]
+        return turns[0]
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def test_send_with_a_user_message_opens_a_turn_before_the_request() -> None:
+    h = Harness()
+    turn = h.tracker.begin_send([ev.user_message(id=None)], h.tick())
+    assert turn is not None and h.tracker.turn is turn and not turn.ended
+
+
+def test_a_user_message_on_a_stream_opens_a_turn_when_none_is_open() -> None:
+    h = Harness()
+    h.feed([ev.running(), ev.user_message(), ev.agent_message(), ev.idle()])
+    assert attrs(h.turn())["anthropic.turn.stop_reason"] == "end_turn"
+    assert attrs(h.turn())["anthropic.turn.events"] == 3  # status_running came before the turn opened
+
+
+def test_a_user_message_not_the_open_turns_own_supersedes_it() -> None:
+    h = Harness()
+    h.send(ev.user_message(), echo_ids=["sevt_own"])
+    h.feed([ev.user_message("sevt_own"), ev.user_message("sevt_other"), ev.idle()])
+    first, second = h.turns()
+    assert attrs(first)["anthropic.turn.stop_reason"] == "superseded"
+    assert attrs(second)["anthropic.turn.stop_reason"] == "end_turn"
+    assert first.end_time == second.start_time
+
+
+def test_a_turn_opened_by_send_adopts_the_first_user_message_until_the_response_names_it() -> None:
+    h = Harness()
+    turn = h.tracker.begin_send([ev.user_message(id=None)], h.tick())
+    h.feed([ev.user_message("sevt_echo")])  # the stream is faster than the send's response
+    h.tracker.send_succeeded(turn, {"data": [ev.user_message("sevt_echo")]})
+    h.feed([ev.user_message("sevt_echo"), ev.agent_message(), ev.idle()])
+    assert attrs(h.turn())["anthropic.turn.stop_reason"] == "end_turn"
+
+
+@pytest.mark.parametrize("reply", ["user.tool_confirmation", "user.custom_tool_result", "user.interrupt"])
+def test_other_user_events_sent_join_the_open_turn_as_span_events(reply: str) -> None:
+    h = Harness()
+    h.send(ev.user_message())
+    joined = h.tracker.begin_send([ev.event(reply, id=None, tool_use_id="sevt_x", result="allow")], h.tick())
+    assert joined is h.tracker.turn
+    h.tracker.send_succeeded(joined, {"data": [ev.event(reply, id="sevt_reply")]})
+    h.feed([ev.event(reply, id="sevt_reply"), ev.idle()])  # its echo is not recorded twice
+    span = h.turn()
+    assert [e.name for e in span.events] == [reply]
+
+
+def test_requires_action_keeps_the_turn_open_until_running_or_agent_output() -> None:
+    h = Harness()
+    h.send(ev.user_message())
+    use = ev.tool_use("get_weather", kind="agent.custom_tool_use")
+    h.feed([use, ev.idle("requires_action", event_ids=[use["id"]])])
+    assert h.turns() == [] and h.tracker.turn is not None and h.tracker.turn.waiting
+    h.feed([ev.running()])
+    assert not h.tracker.turn.waiting
+    h.feed([ev.idle("requires_action", event_ids=[]), ev.agent_message()])
+    assert not h.tracker.turn.waiting
+    h.feed([ev.idle()])
+    assert attrs(h.turn())["anthropic.turn.stop_reason"] == "end_turn"
+
+
+def test_the_send_that_opened_a_turn_failing_ends_it_with_send_error() -> None:
+    h = Harness()
+    turn = h.tracker.begin_send([ev.user_message(id=None)], h.tick())
+    h.tracker.send_failed(turn, True, RuntimeError("refused"), "invalid_request_error")
+    span = h.turn()
+    assert attrs(span)["anthropic.turn.stop_reason"] == "send_error"
+    assert attrs(span)["error.type"] == "invalid_request_error"
+    assert span.status.status_code is StatusCode.ERROR
+
+
+@pytest.mark.parametrize(
+    ("stop", "finish", "status"),
+    [
+        ("end_turn", "stop", StatusCode.OK),
+        ("refusal", "content_filter", StatusCode.UNSET),
+        ("budget_reached", "length", StatusCode.UNSET),
+        ("retries_exhausted", "error", StatusCode.ERROR),
+        ("a_reason_from_the_future", "error", StatusCode.UNSET),
+    ],
+)
+def test_idle_with_any_stop_reason_but_requires_action_ends_the_turn(stop: str, finish: str, status: Any) -> None:
+    h = Harness()
+    h.send(ev.user_message())
+    h.feed([ev.session_error("model_overloaded_error", "exhausted")] if stop == "retries_exhausted" else [])
+    h.feed([ev.idle(stop)])
+    span = h.turn()
+    assert attrs(span)["anthropic.turn.stop_reason"] == stop
+    assert attrs(span)["gen_ai.response.finish_reasons"] == (finish,)
+    assert span.status.status_code is status
+    if stop == "retries_exhausted":
+        assert attrs(span)["error.type"] == "model_overloaded_error"
+
+
+def test_an_idle_without_a_readable_stop_reason_still_ends_the_turn() -> None:
+    h = Harness()
+    h.send(ev.user_message())
+    h.feed([ev.event("session.status_idle", stop_reason=None)])
+    assert attrs(h.turn())["anthropic.turn.stop_reason"] == "unknown"
+
+
+@pytest.mark.parametrize(("event_type", "reason"), [("session.status_terminated", "terminated"), ("session.deleted", "deleted")])
+def test_terminated_and_deleted_end_the_turn(event_type: str, reason: str) -> None:
+    h = Harness()
+    h.send(ev.user_message())
+    h.feed([ev.event(event_type)])
+    span = h.turn()
+    assert attrs(span)["anthropic.turn.stop_reason"] == reason
+    assert span.status.status_code is StatusCode.UNSET
+    assert "gen_ai.response.finish_reasons" not in attrs(span)
+
+
+def test_terminated_after_a_session_error_is_an_error() -> None:
+    h = Harness()
+    h.send(ev.user_message())
+    h.feed([ev.session_error("mcp_connection_failed_error", "terminal"), ev.event("session.status_terminated")])
+    span = h.turn()
+    assert span.status.status_code is StatusCode.ERROR
+    assert attrs(span)["error.type"] == "mcp_connection_failed_error"
+
+
+def test_a_new_user_message_sent_while_a_turn_is_open_supersedes_it() -> None:
+    h = Harness()
+    h.send(ev.user_message())
+    h.send(ev.user_message())
+    h.feed([ev.idle()])
+    first, second = h.turns()
+    assert attrs(first)["anthropic.turn.stop_reason"] == "superseded"
+    assert (attrs(first)["anthropic.turn.index"], attrs(second)["anthropic.turn.index"]) == (1, 2)
+
+
+def test_an_sse_error_frame_ends_the_turn_with_stream_error() -> None:
+    h = Harness()
+    h.tracker.claim(stream=True)
+    h.send(ev.user_message())
+    h.tracker.stream_finished(StreamEnd.FATAL, h.tick(), RuntimeError("Overloaded"), "overloaded_error")
+    span = h.turn()
+    assert attrs(span)["anthropic.turn.stop_reason"] == "stream_error"
+    assert attrs(span)["error.type"] == "overloaded_error"
+    assert span.status.status_code is StatusCode.ERROR
+
+
+@pytest.mark.parametrize("how", [StreamEnd.ENDED, StreamEnd.TRANSPORT])
+def test_a_stream_ended_by_the_server_or_failing_leaves_the_turn_open_for_a_reconnect(how: str) -> None:
+    h = Harness()
+    h.tracker.claim(stream=True)
+    h.send(ev.user_message())
+    h.tracker.stream_finished(how, h.tick(), ConnectionError("reset") if how == StreamEnd.TRANSPORT else None, "x.Err")
+    assert h.turns() == [] and h.tracker.turn is not None
+    h.tracker.claim(stream=True)
+    h.feed([ev.agent_message(), ev.idle()])
+    span = h.turn()
+    assert attrs(span)["anthropic.turn.stop_reason"] == "end_turn"
+    assert [e.name for e in span.events] == (["stream.error"] if how == StreamEnd.TRANSPORT else [])
+
+
+def test_the_consumer_stopping_while_the_agent_runs_abandons_the_turn() -> None:
+    h = Harness()
+    h.tracker.claim(stream=True)
+    h.send(ev.user_message())
+    h.feed([ev.running()])
+    h.tracker.stream_finished(StreamEnd.CLOSED, h.tick())
+    span = h.turn()
+    assert attrs(span)["anthropic.turn.stop_reason"] == "abandoned"
+    assert span.status.status_code is StatusCode.UNSET
+
+
+def test_closing_one_of_two_streams_does_not_abandon_the_turn() -> None:
+    h = Harness()
+    h.tracker.claim(stream=True)
+    h.tracker.claim(stream=True)
+    h.send(ev.user_message())
+    h.tracker.stream_finished(StreamEnd.CLOSED, h.tick())
+    assert h.turns() == []
+    h.tracker.stream_finished(StreamEnd.CLOSED, h.tick())
+    assert attrs(h.turn())["anthropic.turn.stop_reason"] == "abandoned"
+
+
+def test_the_consumer_stopping_while_the_turn_waits_on_the_client_keeps_it_open() -> None:
+    h = Harness()
+    h.tracker.claim(stream=True)
+    h.send(ev.user_message())
+    h.feed([ev.idle("requires_action", event_ids=["sevt_x"])])
+    h.tracker.stream_finished(StreamEnd.CLOSED, h.tick())
+    assert h.turns() == [] and h.tracker.turn is not None
+
+
+@pytest.mark.parametrize(("failed", "reason", "status"), [(False, "unobserved", StatusCode.UNSET), (True, "stream_error", StatusCode.ERROR)])
+def test_a_turn_with_no_stream_for_the_orphan_timeout_ends_at_its_last_event(failed: bool, reason: str, status: Any) -> None:
+    h = Harness()
+    h.tracker.claim(stream=True)
+    h.send(ev.user_message())
+    h.feed([ev.agent_message()])
+    last_seen = h.now
+    how = StreamEnd.TRANSPORT if failed else StreamEnd.ENDED
+    h.tracker.stream_finished(how, h.tick(), ConnectionError("reset") if failed else None, "httpx2.ReadError")
+    timeout = 300 * 10**9
+    assert h.tracker.check_orphan(h.now + timeout - 1, timeout) is not None  # not yet
+    assert h.turns() == []
+    assert h.tracker.check_orphan(h.now + timeout, timeout) is None
+    span = h.turn()
+    assert attrs(span)["anthropic.turn.stop_reason"] == reason
+    assert span.status.status_code is status
+    assert span.end_time == last_seen
+
+
+def test_a_stream_opening_before_the_timeout_keeps_the_turn() -> None:
+    h = Harness()
+    h.send(ev.user_message())
+    h.tracker.claim(stream=True)
+    assert h.tracker.check_orphan(h.now + 10**15, 10**9) is None
+    assert h.tracker.turn is not None
+
+
+def test_shutdown_ends_the_open_turn() -> None:
+    h = Harness(registry=True)
+    h.send(ev.user_message())
+    assert h.registry is not None
+    h.registry.shutdown()
+    assert attrs(h.turn())["anthropic.turn.stop_reason"] == "shutdown"
+
+
+def test_events_are_deduplicated_by_id_within_a_session() -> None:
+    h = Harness()
+    start = ev.request_start()
+    end = ev.request_end(start["id"], input=10, output=1)
+    h.feed([ev.user_message(), start, start, end, end, ev.agent_message(), ev.idle()])
+    span_attrs = attrs(h.turn())
+    assert (span_attrs["gen_ai.usage.input_tokens"], span_attrs["anthropic.turn.model_requests"]) == (10, 1)
+    assert span_attrs["anthropic.turn.events"] == 5
+
+
+def test_dedupe_memory_is_bounded_but_covers_recent_ids() -> None:
+    h = Harness()
+    h.feed([ev.user_message()])
+    ids = [ev.new_id() for _ in range(5000)]
+    h.feed(ev.event("agent.thinking", id=i) for i in ids)
+    h.feed(ev.event("agent.thinking", id=i) for i in ids[-1000:])  # the recent ones are remembered
+    assert h.tracker.turn is not None and h.tracker.turn.events == 5001
+    assert len(h.tracker._seen) + len(h.tracker._seen_old) <= 2048
+
+
+def test_list_pages_feed_only_events_after_the_turns_own_user_message() -> None:
+    h = Harness()
+    old = [ev.user_message("sevt_old"), ev.tool_use(), ev.request_end("sevt_r0", input=999), ev.idle()]
+    h.send(ev.user_message(), echo_ids=["sevt_mine"])
+    mine = ev.user_message("sevt_mine")
+    start = ev.request_start()
+    new = [start, ev.request_end(start["id"], input=7, output=3)]
+    h.tracker.on_listed(old + [mine] + new, h.tick())
+    h.feed([ev.idle()])
+    span_attrs = attrs(h.turn())
+    assert (span_attrs["gen_ai.usage.input_tokens"], span_attrs["anthropic.turn.tool_calls"]) == (7, 0)
+
+
+def test_list_pages_never_open_or_supersede_a_turn() -> None:
+    h = Harness()
+    h.tracker.on_listed([ev.user_message(), ev.agent_message(), ev.idle()], h.tick())
+    assert h.tracker.turn is None
+    h.send(ev.user_message(), echo_ids=["sevt_mine"])
+    h.tracker.on_listed([ev.user_message("sevt_mine"), ev.user_message("sevt_later")], h.tick())
+    assert h.turns() == [] and h.tracker.turn is not None
+
+
+def test_time_to_first_chunk_counts_previews_and_tool_uses_as_output() -> None:
+    h = Harness()
+    h.send(ev.user_message())
+    opened = h.now
+    h.feed([ev.running(), ev.request_start(), ev.event("event_start", id=None, event={"type": "agent.message"})])
+    first_output = h.now
+    h.feed([ev.agent_message(), ev.idle()])
+    span_attrs = attrs(h.turn())
+    assert span_attrs["gen_ai.response.time_to_first_chunk"] == pytest.approx((first_output - opened) / 1e9)
+    assert span_attrs["anthropic.turn.events"] == 4  # previews have no id and are not counted
+
+
+def test_unknown_event_types_are_counted_and_never_end_a_turn() -> None:
+    h = Harness()
+    h.send(ev.user_message())
+    h.feed([ev.event("session.something_new", data={"x": 1}), ev.event("agent.future_thing")])
+    assert h.tracker.turn is not None
+    h.feed([ev.idle()])
+    span_attrs = attrs(h.turn())
+    assert (span_attrs["anthropic.turn.unknown_events"], span_attrs["anthropic.turn.events"]) == (2, 3)
+
+
+def test_usage_becomes_session_attributes_with_cost_in_dollars() -> None:
+    h = Harness()
+    h.feed([ev.user_message()])
+    usage = {"input_tokens": 5, "list_cost": {"amount": "250", "currency": "USD"}, "cache_creation": {"ephemeral_5m_input_tokens": 3}}
+    h.feed([ev.event("session.usage", usage=usage), ev.idle()])
+    span_attrs = attrs(h.turn())
+    assert span_attrs["anthropic.session.cost_usd"] == 2.5
+    assert span_attrs["anthropic.session.usage.input_tokens"] == 5
+    assert span_attrs["anthropic.session.usage.cache_creation.ephemeral_5m_input_tokens"] == 3
+
+
+def test_turn_span_events_for_errors_reschedules_and_thread_messages() -> None:
+    h = Harness()
+    h.feed([ev.user_message(), ev.session_error(), ev.event("session.status_rescheduled"), ev.running()])
+    h.feed([ev.event("agent.thread_message_sent", to_session_thread_id="sthr_1", content=[])])
+    h.feed([ev.event("agent.thread_message_received", from_session_thread_id="sthr_1", content=[]), ev.idle()])
+    names = [e.name for e in h.turn().events]
+    assert names == ["session.error", "session.status_rescheduled", "agent.thread_message_sent", "agent.thread_message_received"]
