@@ -1,0 +1,204 @@
+"""SPEC §6: never breaks the app, bounded state, no mixing under concurrency, defensive against beta drift."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Sequence
+
+import anthropic
+import pydantic
+import pytest
+from anthropic.types.beta.sessions import BetaManagedAgentsStreamSessionEvents
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import cma_tracing
+from cma_tracing.instrumentation.turns import SessionTracker
+from tests.conftest import Spans
+from tests.support import events as ev
+from tests.support.loopback import FakeCMAServer
+from tests.support.scenarios import message, queue_turn, steps, turn_events
+
+
+class RaisingProcessor(SpanProcessor):
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        raise RuntimeError("processor on_start")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        raise RuntimeError("processor on_end")
+
+
+class RaisingExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        raise RuntimeError("exporter down")
+
+
+class RaisingTracerProvider:
+    """A provider whose tracer cannot even start a span."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        return self
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("tracer broken")
+
+
+def run_app(client: anthropic.Anthropic, server: FakeCMAServer, session_id: str) -> list[dict[str, Any]]:
+    """What the app sees of one turn: the events it reads, as data."""
+    queue_turn(server, session_id, f"{session_id}_u")
+    response = client.beta.sessions.events.send(session_id, events=[message()])
+    assert [e.id for e in response.data] == [f"{session_id}_u"]
+    return [e.model_dump() for e in client.beta.sessions.events.stream(session_id)]
+
+
+@pytest.mark.parametrize("failure", ["processor", "exporter", "tracer"])
+def test_a_failing_tracer_processor_or_exporter_never_reaches_the_app(
+    server: FakeCMAServer, loop_client: anthropic.Anthropic, failure: str
+) -> None:
+    baseline = run_app(loop_client, server, "sesn_base")
+    provider: Any
+    if failure == "tracer":
+        provider = RaisingTracerProvider()
+    else:
+        provider = TracerProvider()
+        provider.add_span_processor(
+            RaisingProcessor() if failure == "processor" else SimpleSpanProcessor(RaisingExporter())
+        )
+    cma_tracing.instrument(tracer_provider=provider)
+    try:
+        seen = run_app(loop_client, server, "sesn_base")
+    finally:
+        cma_tracing.uninstrument()
+    assert [_without_ids(e) for e in seen] == [_without_ids(e) for e in baseline]
+
+
+def test_malformed_and_unknown_events_pass_through_untouched(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    weird = [
+        {"type": "session.status_idle"},  # no stop_reason
+        {"type": "span.model_request_end", "model_usage": {"input_tokens": "many"}},
+        {"type": "agent.tool_use", "id": 7, "name": None},
+        {"type": "session.brand_new_thing", "id": "sevt_new", "payload": [1, 2]},
+        {"id": "sevt_typeless"},
+        {"type": ["not", "a", "string"]},
+    ]
+    script = [ev.user_message("sevt_u1")] + weird + [ev.idle()]
+    server.queue_stream("sesn_weird", steps(script))
+    seen = list(loop_client.beta.sessions.events.stream("sesn_weird"))
+    assert len(seen) == len(script)
+    assert spans.turns()  # the turn still opened and ended
+
+
+def test_a_dict_event_works_like_a_model_event() -> None:
+    adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(BetaManagedAgentsStreamSessionEvents)
+    results = []
+    for as_model in (False, True):
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracker = SessionTracker("sesn_dict", provider.get_tracer("t"))
+        for i, event in enumerate(ev.real_events()):
+            tracker.on_event(adapter.validate_python(event) if as_model else event, 10**18 + i)
+        (span,) = exporter.get_finished_spans()
+        attrs = dict(span.attributes or {})
+        attrs.pop("gen_ai.response.time_to_first_chunk")
+        results.append(attrs)
+    assert results[0] == results[1]
+    assert results[0]["gen_ai.usage.input_tokens"] == 4525
+
+
+def test_idle_sessions_leave_no_state_behind(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    for i in range(30):
+        run_app(loop_client, server, f"sesn_idle_{i}")
+    registry = instrumented.registry
+    assert registry.active_count() == 0
+    assert registry.remembered_count() == 30  # a turn count each, in a bounded LRU
+
+
+def test_remembered_sessions_are_capped() -> None:
+    from cma_tracing.instrumentation.sessions import LRU
+
+    lru: LRU[str, int] = LRU(3)
+    for i in range(10):
+        lru.put(f"s{i}", i)
+    assert len(lru) == 3 and lru.get("s9") == 9 and lru.get("s0") is None
+
+
+def test_turn_indexes_continue_per_session_after_it_goes_idle(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    for _ in range(3):
+        run_app(loop_client, server, "sesn_again")
+    assert sorted(dict(s.attributes or {})["anthropic.turn.index"] for s in spans.turns()) == [1, 2, 3]
+
+
+def test_fifty_sessions_in_threads_never_mix_events_turns_or_parents(
+    instrumented: Any, provider: Any, server: FakeCMAServer, spans: Spans
+) -> None:
+    app_tracer = provider[0].get_tracer("app")
+    barrier = threading.Barrier(50)
+    errors: list[BaseException] = []
+
+    def session(i: int) -> None:
+        try:
+            client = anthropic.Anthropic(base_url=server.base_url, api_key="k", max_retries=0, open_telemetry=False)
+            sid = f"sesn_thread_{i}"
+            server.queue_send(sid, [f"{sid}_u"])
+            server.queue_stream(sid, steps(turn_events(f"{sid}_u", input_tokens=i, output_tokens=i), delay=0.002))
+            with app_tracer.start_as_current_span(f"request {i}"):
+                barrier.wait(10)
+                client.beta.sessions.events.send(sid, events=[message()])
+                for _ in client.beta.sessions.events.stream(sid):
+                    pass
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    _assert_fifty_unmixed(spans)
+
+
+@pytest.mark.asyncio
+async def test_fifty_sessions_in_asyncio_tasks_never_mix_events_turns_or_parents(
+    instrumented: Any, provider: Any, server: FakeCMAServer, spans: Spans
+) -> None:
+    app_tracer = provider[0].get_tracer("app")
+    client = anthropic.AsyncAnthropic(base_url=server.base_url, api_key="k", max_retries=0, open_telemetry=False)
+
+    async def session(i: int) -> None:
+        sid = f"sesn_task_{i}"
+        server.queue_send(sid, [f"{sid}_u"])
+        server.queue_stream(sid, steps(turn_events(f"{sid}_u", input_tokens=i, output_tokens=i), delay=0.002))
+        with app_tracer.start_as_current_span(f"request {i}"):
+            await client.beta.sessions.events.send(sid, events=[message()])
+            async for _ in await client.beta.sessions.events.stream(sid):
+                await asyncio.sleep(0)
+
+    await asyncio.gather(*(session(i) for i in range(50)))
+    _assert_fifty_unmixed(spans)
+
+
+def _assert_fifty_unmixed(spans: Spans) -> None:
+    turns = spans.turns()
+    assert len(turns) == 50
+    requests = {s.name: s for s in spans.all() if s.name.startswith("request ")}
+    for turn in turns:
+        attrs = dict(turn.attributes or {})
+        i = int(str(attrs["anthropic.session.id"]).rsplit("_", 1)[1])
+        assert attrs["anthropic.turn.stop_reason"] == "end_turn"
+        assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (2 * i, 2 * i)
+        assert attrs["anthropic.turn.events"] == 11
+        assert turn.parent is not None and turn.parent.span_id == requests[f"request {i}"].context.span_id
+
+
+def _without_ids(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in ("id", "processed_at", "model_request_start_id", "tool_use_id")}

@@ -1,0 +1,295 @@
+"""SPEC §6.2-6.3 through the real SDK over loopback HTTP: the stream stays the SDK's, and every exit ends the turn."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+import anthropic
+import httpx2
+import pytest
+from opentelemetry.trace import StatusCode
+
+import cma_tracing
+from cma_tracing.instrumentation.turns import SessionTracker
+from tests.conftest import Spans
+from tests.support import events as ev
+from tests.support.loopback import Drop, Event, FakeCMAServer, Hold
+from tests.support.scenarios import message, queue_turn, steps, turn_events
+
+
+def stop_reason(spans: Spans) -> str:
+    return str(dict(spans.turn().attributes or {})["anthropic.turn.stop_reason"])
+
+
+def test_the_stream_is_still_an_sdk_stream_with_its_whole_surface(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    queue_turn(server, "sesn_a", "sevt_u1")
+    loop_client.beta.sessions.events.send("sesn_a", events=[message()])
+    stream = loop_client.beta.sessions.events.stream("sesn_a")
+    assert isinstance(stream, anthropic.Stream)
+    assert isinstance(stream.response, httpx2.Response) and stream.response.status_code == 200
+    with stream as entered:
+        assert entered is stream
+        first = next(entered)
+        rest = list(entered)
+    assert [first.type] + [e.type for e in rest] == [e["type"] for e in turn_events("x")]
+    assert stop_reason(spans) == "end_turn"
+
+
+def test_it_yields_the_very_same_event_objects_in_the_same_order(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    observed: list[Any] = []
+    original = SessionTracker.on_event
+
+    def spy(self: SessionTracker, event: Any, now_ns: int) -> None:
+        observed.append(event)
+        original(self, event, now_ns)
+
+    monkeypatch.setattr(SessionTracker, "on_event", spy)
+    queue_turn(server, "sesn_b", "sevt_u1")
+    loop_client.beta.sessions.events.send("sesn_b", events=[message()])
+    yielded = list(loop_client.beta.sessions.events.stream("sesn_b"))
+    assert len(yielded) == len(observed) == 11
+    assert all(a is b for a, b in zip(yielded, observed))
+
+
+def test_events_are_the_same_with_and_without_instrumentation(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    script = turn_events("sevt_u1") + [{"type": "session.unheard_of", "id": "sevt_new"}, {"no_type": True}]
+    for session in ("sesn_plain", "sesn_traced"):
+        server.queue_stream(session, steps(script))
+    plain = [e.model_dump() for e in loop_client.beta.sessions.events.stream("sesn_plain")]
+    instrument()
+    traced = [e.model_dump() for e in loop_client.beta.sessions.events.stream("sesn_traced")]
+    assert traced == plain and len(plain) == len(script)
+
+
+@pytest.mark.parametrize("exit_by", ["close", "with", "gc"])
+def test_stopping_early_while_the_agent_runs_abandons_the_turn(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans, exit_by: str
+) -> None:
+    events = turn_events("sevt_u1")
+    server.queue_send("sesn_c", ["sevt_u1"])
+    server.queue_stream("sesn_c", steps(events[:4]) + [Hold(10)])
+    loop_client.beta.sessions.events.send("sesn_c", events=[message()])
+    if exit_by == "with":
+        with loop_client.beta.sessions.events.stream("sesn_c") as stream:
+            for event in stream:
+                if event.type == "agent.thinking":
+                    break
+    else:
+        stream = loop_client.beta.sessions.events.stream("sesn_c")
+        for event in stream:
+            if event.type == "agent.thinking":
+                break
+        assert spans.turns() == []  # a break alone does not stop the stream: it may be read on
+        if exit_by == "close":
+            stream.close()
+        else:
+            del stream, event
+            gc.collect()
+    turn = spans.turn()
+    assert dict(turn.attributes or {})["anthropic.turn.stop_reason"] == "abandoned"
+    assert turn.status.status_code is StatusCode.UNSET
+    assert server.wait_for_stream_close("sesn_c", timeout=5)
+
+
+def test_closing_a_stream_that_already_ended_is_not_abandoning(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    instrument(orphan_timeout_s=0.2)
+    events = turn_events("sevt_u1")
+    server.queue_send("sesn_d", ["sevt_u1"])
+    server.queue_stream("sesn_d", steps(events[:5]))  # the server ends it mid-turn
+    loop_client.beta.sessions.events.send("sesn_d", events=[message()])
+    with loop_client.beta.sessions.events.stream("sesn_d") as stream:
+        assert len(list(stream)) == 5
+    assert spans.turns() == []  # still open, waiting for a reconnect
+    server.wait_for_stream_close("sesn_d", timeout=5)
+    _wait(lambda: bool(spans.turns()))
+    assert stop_reason(spans) == "unobserved"
+
+
+def test_a_dropped_connection_mid_turn_then_a_reconnect_is_one_turn(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    events = turn_events("sevt_u1", input_tokens=10, output_tokens=1)
+    server.queue_send("sesn_e", ["sevt_u1"])
+    server.queue_stream("sesn_e", steps(events[:5]) + [Drop()])
+    server.queue_stream("sesn_e", steps(events[4:]))  # overlaps by one event
+    loop_client.beta.sessions.events.send("sesn_e", events=[message()])
+    with pytest.raises(httpx2.RemoteProtocolError):
+        for _ in loop_client.beta.sessions.events.stream("sesn_e"):
+            pass
+    assert spans.turns() == []
+    for _ in loop_client.beta.sessions.events.stream("sesn_e"):
+        pass
+    turn = spans.turn()
+    attrs = dict(turn.attributes or {})
+    assert attrs["anthropic.turn.stop_reason"] == "end_turn"
+    assert (attrs["gen_ai.usage.input_tokens"], attrs["anthropic.turn.tool_calls"]) == (20, 1)
+    errors = [e for e in turn.events if e.name == "stream.error"]
+    assert len(errors) == 1
+    assert dict(errors[0].attributes or {})["exception.type"] == "httpx2.RemoteProtocolError"
+
+
+def test_a_turn_whose_last_stream_failed_ends_as_stream_error_after_the_timeout(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    instrument(orphan_timeout_s=0.2)
+    server.queue_send("sesn_f", ["sevt_u1"])
+    server.queue_stream("sesn_f", steps(turn_events("sevt_u1")[:3]) + [Drop()])
+    loop_client.beta.sessions.events.send("sesn_f", events=[message()])
+    with pytest.raises(httpx2.RemoteProtocolError):
+        list(loop_client.beta.sessions.events.stream("sesn_f"))
+    _wait(lambda: bool(spans.turns()))
+    turn = spans.turn()
+    assert dict(turn.attributes or {})["anthropic.turn.stop_reason"] == "stream_error"
+    assert dict(turn.attributes or {})["error.type"] == "httpx2.RemoteProtocolError"
+    assert turn.status.status_code is StatusCode.ERROR
+
+
+def test_keyboard_interrupt_mid_stream_propagates_and_the_turn_still_ends(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    server.queue_send("sesn_g", ["sevt_u1"])
+    server.queue_stream("sesn_g", steps(turn_events("sevt_u1")[:4]) + [Hold(10)])
+    loop_client.beta.sessions.events.send("sesn_g", events=[message()])
+    stream = loop_client.beta.sessions.events.stream("sesn_g")
+    with pytest.raises(KeyboardInterrupt):
+        with stream:
+            for event in stream:
+                if event.type == "agent.thinking":
+                    raise KeyboardInterrupt
+    assert stop_reason(spans) == "abandoned"
+    assert spans.turn().status.status_code is StatusCode.UNSET
+
+
+@pytest.mark.asyncio
+async def test_async_stream_is_an_async_stream_and_a_cancelled_task_ends_the_turn(
+    instrumented: Any, server: FakeCMAServer, loop_async_client: anthropic.AsyncAnthropic, spans: Spans
+) -> None:
+    server.queue_send("sesn_h", ["sevt_u1"])
+    server.queue_stream("sesn_h", steps(turn_events("sevt_u1")[:4]) + [Hold(10)])
+    await loop_async_client.beta.sessions.events.send("sesn_h", events=[message()])
+    reading = asyncio.Event()
+
+    async def consume() -> None:
+        async with await loop_async_client.beta.sessions.events.stream("sesn_h") as stream:
+            assert isinstance(stream, anthropic.AsyncStream)
+            async for event in stream:
+                if event.type == "agent.thinking":
+                    reading.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(reading.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stop_reason(spans) == "abandoned"
+
+
+@pytest.mark.asyncio
+async def test_async_reconnect_after_a_drop_is_one_turn(
+    instrumented: Any, server: FakeCMAServer, loop_async_client: anthropic.AsyncAnthropic, spans: Spans
+) -> None:
+    events = turn_events("sevt_u1")
+    server.queue_send("sesn_i", ["sevt_u1"])
+    server.queue_stream("sesn_i", steps(events[:6]) + [Drop()])
+    server.queue_stream("sesn_i", steps(events[6:]))
+    await loop_async_client.beta.sessions.events.send("sesn_i", events=[message()])
+    with pytest.raises(httpx2.RemoteProtocolError):
+        async for _ in await loop_async_client.beta.sessions.events.stream("sesn_i"):
+            pass
+    stream = await loop_async_client.beta.sessions.events.stream("sesn_i")
+    async for _ in stream:
+        pass
+    await stream.close()
+    assert stop_reason(spans) == "end_turn"
+    assert dict(spans.turn().attributes or {})["anthropic.turn.model_requests"] == 2
+
+
+def test_the_sdk_send_span_nests_under_the_turn_and_its_traceparent_carries_it(
+    instrumented: Any, provider: Any, server: FakeCMAServer, spans: Spans
+) -> None:
+    client = anthropic.Anthropic(
+        base_url=server.base_url, api_key="test-key", max_retries=0, open_telemetry={"tracer_provider": provider[0]}
+    )
+    queue_turn(server, "sesn_j", "sevt_u1")
+    client.beta.sessions.events.send("sesn_j", events=[message()])
+    for _ in client.beta.sessions.events.stream("sesn_j"):
+        pass
+    turn = spans.turn()
+    (send_span,) = spans.named("anthropic.sessions.events.send")
+    assert send_span.parent is not None and send_span.parent.span_id == turn.context.span_id
+    assert send_span.context.trace_id == turn.context.trace_id
+    (send_request,) = [r for r in server.requests if r.method == "POST"]
+    assert f"{turn.context.trace_id:032x}" in send_request.headers["traceparent"]
+
+
+def test_the_turn_is_a_child_of_the_apps_current_span(
+    instrumented: Any, provider: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    queue_turn(server, "sesn_k", "sevt_u1")
+    with provider[0].get_tracer("app").start_as_current_span("handle request") as request_span:
+        loop_client.beta.sessions.events.send("sesn_k", events=[message()])
+        for _ in loop_client.beta.sessions.events.stream("sesn_k"):
+            pass
+    turn = spans.turn()
+    assert turn.parent is not None and turn.parent.span_id == request_span.get_span_context().span_id
+
+
+def test_suppress_instrumentation_turns_it_off(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    queue_turn(server, "sesn_l", "sevt_u1")
+    with suppress_instrumentation():
+        loop_client.beta.sessions.events.send("sesn_l", events=[message()])
+        stream = loop_client.beta.sessions.events.stream("sesn_l")
+        assert type(stream) is anthropic.Stream
+        list(stream)
+    assert spans.turns() == []
+
+
+def test_uninstrument_ends_open_turns_as_shutdown_and_removes_every_patch(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    from anthropic.resources.beta.sessions.events import AsyncEvents, Events
+
+    server.queue_send("sesn_m", ["sevt_u1"])
+    loop_client.beta.sessions.events.send("sesn_m", events=[message()])
+    cma_tracing.uninstrument()
+    assert stop_reason(spans) == "shutdown"
+    for cls in (Events, AsyncEvents):
+        assert not hasattr(cls.send, "__wrapped__") and not hasattr(cls.stream, "__wrapped__")
+    queue_turn(server, "sesn_n", "sevt_u2")
+    loop_client.beta.sessions.events.send("sesn_n", events=[message()])
+    assert type(loop_client.beta.sessions.events.stream("sesn_n")) is anthropic.Stream
+    cma_tracing.instrument()  # the fixture uninstruments again
+
+
+def test_a_second_instrument_changes_nothing_and_returns_the_same_instrumentor(
+    instrumented: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from anthropic.resources.beta.sessions.events import Events
+
+    wrapper = Events.__dict__["send"]
+    again = cma_tracing.instrument(child_spans=False)
+    assert again is instrumented and Events.__dict__["send"] is wrapper
+    assert again.options.child_spans is True
+    assert any("already instrumented" in r.getMessage() for r in caplog.records)
+
+
+def _wait(condition: Any, timeout: float = 5.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
