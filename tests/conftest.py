@@ -12,6 +12,7 @@ import vcr
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 import cma_tracing
 from tests.support.loopback import FakeCMAServer, running_server
@@ -29,7 +30,16 @@ class Spans:
         return list(self.exporter.get_finished_spans())
 
     def turns(self) -> list[ReadableSpan]:
-        return [s for s in self.all() if (s.attributes or {}).get("gen_ai.operation.name") == "invoke_agent"]
+        return [
+            s
+            for s in self.all()
+            if (s.attributes or {}).get("gen_ai.operation.name") == "invoke_agent" and s.kind is SpanKind.CLIENT
+        ]
+
+    def children(self, parent: ReadableSpan) -> list[ReadableSpan]:
+        """The direct children of `parent`, in start order."""
+        kids = [s for s in self.all() if s.parent is not None and s.parent.span_id == parent.context.span_id]
+        return sorted(kids, key=lambda s: s.start_time or 0)
 
     def turn(self) -> ReadableSpan:
         turns = self.turns()

@@ -8,7 +8,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from cma_tracing.instrumentation.sessions import SessionRegistry
 from cma_tracing.instrumentation.turns import SessionTracker, StreamEnd
@@ -47,7 +47,8 @@ class Harness:
         return turn
 
     def turns(self) -> list[ReadableSpan]:
-        return sorted(self.exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
+        spans = [s for s in self.exporter.get_finished_spans() if s.kind is SpanKind.CLIENT and s.name.startswith("invoke_agent")]
+        return sorted(spans, key=lambda s: s.start_time or 0)
 
     def turn(self) -> ReadableSpan:
         turns = self.turns()

@@ -176,7 +176,9 @@ def test_opentelemetry_instrument_traces_a_turn_with_no_code_change(
     sdk_spans = [s for s in spans if s["name"].startswith("anthropic.")]
     if sdk_tracing == "false":
         assert sdk_spans == [], [s["name"] for s in spans]
-        assert [s["name"] for s in spans] == [turn["name"]]
+        ours = sorted(s["name"] for s in spans)
+        assert ours == sorted([turn["name"]] + ["chat claude-haiku-4-5"] * len(USAGES))
+        assert all(s["parent_id"] == turn["context"]["span_id"] for s in spans if s is not turn)
     else:
         # The SDK's own send span nests under the turn (SPEC §3): the context works under auto-instrumentation too.
         sends = [s for s in sdk_spans if s["name"] == "anthropic.sessions.events.send"]

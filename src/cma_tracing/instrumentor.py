@@ -34,7 +34,9 @@ class ClaudeManagedAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             tracer_provider=kwargs.get("tracer_provider"),
             schema_url="https://opentelemetry.io/schemas/1.37.0",
         )
-        self._registry = SessionRegistry(tracer, self.options.orphan_timeout_s)
+        self._registry = SessionRegistry(
+            tracer, self.options.orphan_timeout_s, child_spans=self.options.child_spans
+        )
         self._patchers = (SessionEventsPatcher(self._registry), SessionsPatcher(self._registry))
         for patcher in self._patchers:
             patcher.patch()

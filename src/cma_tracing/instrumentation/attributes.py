@@ -78,3 +78,18 @@ FINISH_REASONS: Final = {
     "budget_reached": "length",
     "retries_exhausted": "error",
 }
+
+# Child spans (SPEC §3.3).
+GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
+GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
+GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"
+TOOL_TYPE_EXTENSION: Final = "extension"
+TOOL_TYPE_FUNCTION: Final = "function"
+MCP_SERVER_NAME: Final = "anthropic.mcp.server_name"
+TOOL_PERMISSION: Final = "anthropic.tool.permission"
+TOOL_CONFIRMATION: Final = "anthropic.tool.confirmation"
+MODEL_REQUEST_SPEED: Final = "anthropic.model_request.speed"
+SESSION_THREAD_ID: Final = "anthropic.session.thread_id"
+SPAN_INCOMPLETE: Final = "anthropic.span.incomplete"
+ERROR_TYPE_TOOL: Final = "tool_error"
+ERROR_TYPE_MODEL_REQUEST: Final = "model_request_error"

@@ -14,18 +14,21 @@ class Role(NamedTuple):
 
     `handler` names a `SessionTracker` method (None: the event is only counted). `output` marks agent output: it
     sets time to first chunk and ends a `requires_action` wait. `span_event` records the event on the turn span.
+    `session_level` events speak for the whole session (they open, end or describe the turn); on a subagent
+    thread's own feed they are only counted.
     """
 
     handler: str | None = None
     output: bool = False
     span_event: bool = False
+    session_level: bool = False
 
 
 _NONE: Final = Role()
 
 EVENT_ROLES: Final[dict[str, Role]] = {
     # The client's own events, echoed back on the stream.
-    "user.message": Role("_on_user_message"),
+    "user.message": Role("_on_user_message", session_level=True),
     "user.interrupt": Role("_on_user_reply"),
     "user.tool_confirmation": Role("_on_user_reply"),
     "user.custom_tool_result": Role("_on_user_reply"),
@@ -37,8 +40,8 @@ EVENT_ROLES: Final[dict[str, Role]] = {
     "agent.tool_use": Role("_on_tool_use", output=True),
     "agent.mcp_tool_use": Role("_on_tool_use", output=True),
     "agent.custom_tool_use": Role("_on_tool_use", output=True),
-    "agent.tool_result": _NONE,
-    "agent.mcp_tool_result": _NONE,
+    "agent.tool_result": Role("_on_tool_result"),
+    "agent.mcp_tool_result": Role("_on_tool_result"),
     "agent.thread_message_sent": Role(span_event=True),
     "agent.thread_message_received": Role(span_event=True),
     "agent.thread_context_compacted": _NONE,
@@ -49,21 +52,21 @@ EVENT_ROLES: Final[dict[str, Role]] = {
     "span.outcome_evaluation_ongoing": _NONE,
     "span.outcome_evaluation_end": _NONE,
     # Session status.
-    "session.status_running": Role("_on_running"),
-    "session.status_idle": Role("_on_idle"),
-    "session.status_rescheduled": Role(span_event=True),
-    "session.status_terminated": Role("_on_terminated"),
-    "session.deleted": Role("_on_deleted"),
-    "session.error": Role("_on_session_error"),
-    "session.usage": Role("_on_usage"),
+    "session.status_running": Role("_on_running", session_level=True),
+    "session.status_idle": Role("_on_idle", session_level=True),
+    "session.status_rescheduled": Role(span_event=True, session_level=True),
+    "session.status_terminated": Role("_on_terminated", session_level=True),
+    "session.deleted": Role("_on_deleted", session_level=True),
+    "session.error": Role("_on_session_error", session_level=True),
+    "session.usage": Role("_on_usage", session_level=True),
     "session.updated": _NONE,
     "system.message": _NONE,
     # Threads (subagents); the primary thread reports these too.
-    "session.thread_created": _NONE,
-    "session.thread_status_running": _NONE,
-    "session.thread_status_idle": _NONE,
-    "session.thread_status_rescheduled": _NONE,
-    "session.thread_status_terminated": _NONE,
+    "session.thread_created": Role("_on_thread_created"),
+    "session.thread_status_running": Role("_on_thread_status"),
+    "session.thread_status_idle": Role("_on_thread_status"),
+    "session.thread_status_rescheduled": Role("_on_thread_status"),
+    "session.thread_status_terminated": Role("_on_thread_status"),
     # Workflow runs.
     "workflow_run.created": _NONE,
     "workflow_run.status_running": _NONE,

@@ -18,6 +18,7 @@ from opentelemetry.util.types import AttributeValue
 
 from . import attributes as A
 from .attributes import StopReason
+from .children import TurnChildren
 from .event_table import EVENT_ROLES, USER_MESSAGE
 from .fields import as_dict, as_int, get, get_str
 from .safety import log_swallowed, never_raises
@@ -35,6 +36,12 @@ MAX_SENT_IDS: Final = 256
 MAX_OPEN_REQUESTS: Final = 256
 
 _dict_get: Final = dict.get
+
+
+#: Where an event came from: the session's stream, an `events.list` page, or a subagent thread's own feed.
+FROM_STREAM: Final = 0
+FROM_LIST: Final = 1
+FROM_THREAD: Final = 2
 
 
 class StreamEnd:
@@ -73,6 +80,7 @@ class Turn:
         "usage",
         "error_type",
         "last_stream_failed",
+        "children",
         "ended",
     )
 
@@ -100,6 +108,7 @@ class Turn:
         self.usage: Any = None  # the latest session.usage payload (cumulative, so one is enough)
         self.error_type: Optional[str] = None  # of the latest session.error
         self.last_stream_failed = False
+        self.children: Optional[TurnChildren] = None  # None with child_spans=False
         self.ended = False
 
 
@@ -115,6 +124,7 @@ class SessionTracker:
         tracer: Tracer,
         registry: Optional[SessionRegistry] = None,
         start_attributes: Optional[Mapping[str, AttributeValue]] = None,
+        child_spans: bool = True,
     ) -> None:
         self.session_id = session_id
         self.turn: Optional[Turn] = None
@@ -123,8 +133,11 @@ class SessionTracker:
         self.quiet_since_ns = 0  # when the last stream of the session closed
         self.claims = 0  # streams, sends and list pages in progress
         self.retired = False  # dropped from the registry: callers must fetch a fresh tracker
+        self.primary_thread: Optional[str] = None  # the coordinator's own thread: not a subagent
         self._tracer = tracer
         self._registry = registry
+        self._child_spans = child_spans
+        self._feed_thread: Optional[str] = None  # while routing a thread feed's event: that thread
         self._lock = threading.Lock()
         self._seen: set[str] = set()
         self._seen_old: set[str] = set()
@@ -152,9 +165,23 @@ class SessionTracker:
         """
         try:
             with self._lock:
-                self._route(event, now_ns, False)
+                self._route(event, now_ns, FROM_STREAM)
         except Exception:
             log_swallowed("SessionTracker.on_event")
+
+    @never_raises
+    def on_thread_event(self, thread_id: str, event: Any, now_ns: int) -> None:
+        """One event of a subagent thread's own feed (`threads.events.stream` / `list`): it feeds that subagent.
+
+        A thread's feed carries its model requests and messages, which the session's stream does not. It never
+        opens, ends or supersedes a turn.
+        """
+        with self._lock:
+            self._feed_thread = thread_id
+            try:
+                self._route(event, now_ns, FROM_THREAD)
+            finally:
+                self._feed_thread = None
 
     @never_raises
     def on_listed(self, events: Iterable[Any], now_ns: int) -> None:
@@ -173,10 +200,10 @@ class SessionTracker:
                 if turn.anchor is None:
                     if get(event, "type") == USER_MESSAGE and get(event, "id") in turn.owned_ids:
                         turn.anchor = at
-                        self._route(event, now_ns, True)
+                        self._route(event, now_ns, FROM_LIST)
                     continue
                 if at > turn.anchor:
-                    self._route(event, now_ns, True)
+                    self._route(event, now_ns, FROM_LIST)
                 if self.turn is not turn:
                     break
             self._settle()
@@ -201,6 +228,7 @@ class SessionTracker:
                 for event, event_type in zip(events, types):
                     if event_type in _REPLY_TYPES:
                         turn.span.add_event(event_type, _reply_attributes(event), now_ns)
+                        self._answer_tool(turn, event, event_type, now_ns)
             return turn
 
     @never_raises
@@ -302,7 +330,7 @@ class SessionTracker:
 
     # -- routing (lock held) -----------------------------------------------------------------------------------
 
-    def _route(self, event: Any, now_ns: int, listed: bool) -> None:
+    def _route(self, event: Any, now_ns: int, source: int) -> None:
         getter = _dict_get if event.__class__ is dict else getattr
         event_type = getter(event, "type", None)
         event_id = getter(event, "id", None)
@@ -320,9 +348,12 @@ class SessionTracker:
                 turn.unknown_events += 1
                 turn.last_ns = now_ns
             return
-        handler, output, span_event = role
-        if handler is _on_user_message_fn:
-            if listed:
+        handler, output, span_event, session_level = role
+        if session_level and source == FROM_THREAD:
+            handler = None
+            span_event = False
+        elif handler is _on_user_message_fn:
+            if source == FROM_LIST:
                 # A listed user.message counts only as the open turn's own: listing never opens or supersedes.
                 if turn is None or event_id not in turn.owned_ids:
                     return
@@ -374,19 +405,43 @@ class SessionTracker:
 
     def _on_user_reply(self, turn: Turn, event: Any, now_ns: int) -> None:
         if get(event, "id") not in turn.sent_ids:
-            turn.span.add_event(get(event, "type"), _reply_attributes(event), now_ns)
+            event_type = get(event, "type")
+            turn.span.add_event(event_type, _reply_attributes(event), now_ns)
+            self._answer_tool(turn, event, event_type, now_ns)
+
+    def _answer_tool(self, turn: Turn, event: Any, event_type: str, now_ns: int) -> None:
+        """A custom tool's span ends when the app answers it; a confirmation is recorded, and a denial ends it."""
+        children = turn.children
+        if children is None:
+            return
+        if event_type == "user.custom_tool_result":
+            children.tool_finished(get(event, "custom_tool_use_id"), get(event, "is_error"), now_ns)
+        elif event_type == "user.tool_confirmation":
+            children.tool_confirmed(get(event, "tool_use_id"), get(event, "result"), now_ns)
 
     def _on_tool_use(self, turn: Turn, event: Any, now_ns: int) -> None:
         turn.tool_calls += 1
         name = get_str(event, "name")
         if name and name not in turn.tool_names and len(turn.tool_names) < MAX_TOOL_NAMES:
             turn.tool_names.append(name)
+        children = turn.children
+        if children is not None:
+            children.tool_used(event, get(event, "type"), get_str(event, "id"), self._thread_of(turn, event, now_ns), now_ns)
+
+    def _on_tool_result(self, turn: Turn, event: Any, now_ns: int) -> None:
+        children = turn.children
+        if children is not None:
+            use_id = get(event, "tool_use_id") or get(event, "mcp_tool_use_id")
+            children.tool_finished(use_id, get(event, "is_error"), now_ns)
 
     def _on_model_request_start(self, turn: Turn, event: Any, now_ns: int) -> None:
         turn.model_requests += 1
         event_id = get_str(event, "id")
         if event_id is not None and len(turn.open_requests) < MAX_OPEN_REQUESTS:
             turn.open_requests.add(event_id)
+        children = turn.children
+        if children is not None:
+            children.request_started(event_id, self._thread_of(turn, event, now_ns), now_ns)
 
     def _on_model_request_end(self, turn: Turn, event: Any, now_ns: int) -> None:
         start_id = get(event, "model_request_start_id")
@@ -394,6 +449,9 @@ class SessionTracker:
             turn.open_requests.discard(start_id)
         else:
             turn.model_requests += 1  # its start was before this process looked, or lost
+        children = turn.children
+        if children is not None:
+            children.request_ended(event, self._thread_of(turn, event, now_ns), now_ns)
         usage = get(event, "model_usage")
         if usage is None:
             return
@@ -444,6 +502,56 @@ class SessionTracker:
     def _on_usage(self, turn: Turn, event: Any, now_ns: int) -> None:
         turn.usage = get(event, "usage")
 
+    def _on_thread_created(self, turn: Turn, event: Any, now_ns: int) -> None:
+        thread_id = get_str(event, "session_thread_id")
+        children = turn.children
+        if thread_id is None or children is None or thread_id == self.primary_thread:
+            return
+        if children.has_thread(thread_id):
+            children.thread_named(thread_id, get_str(event, "agent_name"))
+        else:
+            children.thread_started(thread_id, get_str(event, "agent_name"), now_ns)
+
+    def _on_thread_status(self, turn: Turn, event: Any, now_ns: int) -> None:
+        thread_id = get_str(event, "session_thread_id") or self._feed_thread
+        children = turn.children
+        if thread_id is None or children is None:
+            return
+        if not children.has_thread(thread_id) and self._is_primary(thread_id, get_str(event, "agent_name")):
+            return
+        event_type = get(event, "type")
+        if event_type == "session.thread_status_terminated":
+            children.thread_ended(thread_id, StopReason.TERMINATED, now_ns)
+        elif event_type == "session.thread_status_idle":
+            stop = get(event, "stop_reason")
+            reason = get_str(stop, "type") if stop is not None else None
+            if reason != StopReason.REQUIRES_ACTION:
+                children.thread_ended(thread_id, reason, now_ns)
+        else:
+            children.thread_started(thread_id, get_str(event, "agent_name"), now_ns)
+
+    def _is_primary(self, thread_id: str, agent_name: Optional[str]) -> bool:
+        """The coordinator's own thread reports `thread_status_*` too; it is the first thread seen whose agent is
+        the session's own (or any first thread when the session's agent is unknown)."""
+        if thread_id == self.primary_thread:
+            return True
+        if self.primary_thread is None:
+            coordinator = self._start_attributes.get(A.GEN_AI_AGENT_NAME)
+            if coordinator is None or agent_name is None or agent_name == coordinator:
+                self.primary_thread = thread_id
+                return True
+        return False
+
+    def _thread_of(self, turn: Turn, event: Any, now_ns: int) -> Optional[str]:
+        """The subagent thread an event belongs to (its span started if need be), or None for the coordinator."""
+        thread_id = get_str(event, "session_thread_id") or self._feed_thread
+        if thread_id is None or thread_id == self.primary_thread or turn.children is None:
+            return None
+        if not turn.children.has_thread(thread_id):
+            # Only a subagent's events carry a thread id on the session's stream (cross-posted blocking calls).
+            turn.children.thread_started(thread_id, get_str(event, "agent_name"), now_ns)
+        return thread_id
+
     # -- opening and ending (lock held) ------------------------------------------------------------------------
 
     def _anchor(self, turn: Turn, event: Any) -> None:
@@ -466,6 +574,9 @@ class SessionTracker:
             start_time=now_ns,
         )
         turn = Turn(span, self.turn_count, now_ns, adopting)
+        if self._child_spans:
+            model = attributes.get(A.GEN_AI_REQUEST_MODEL)
+            turn.children = TurnChildren(self._tracer, span, model if isinstance(model, str) else None)
         self.turn = turn
         if self._registry is not None:
             self._registry.turn_opened(self)
@@ -488,6 +599,11 @@ class SessionTracker:
         if self.turn is turn:
             self.turn = None
         span = turn.span
+        try:
+            if turn.children is not None:
+                turn.children.end_all(max(end_ns, turn.start_ns))
+        except Exception:
+            log_swallowed("TurnChildren.end_all")
         try:
             span.set_attributes(_end_attributes(turn, reason))
             if error_type is not None:
@@ -516,8 +632,13 @@ _REPLY_TYPES: Final = frozenset(t for t, role in EVENT_ROLES.items() if role.han
 _on_user_message_fn: Final = SessionTracker._on_user_message
 
 #: type -> (handler, output, span_event): the table of `event_table`, resolved once.
-_DISPATCH: Final[dict[str, tuple[Optional[Handler], bool, bool]]] = {
-    event_type: (getattr(SessionTracker, role.handler) if role.handler else None, role.output, role.span_event)
+_DISPATCH: Final[dict[str, tuple[Optional[Handler], bool, bool, bool]]] = {
+    event_type: (
+        getattr(SessionTracker, role.handler) if role.handler else None,
+        role.output,
+        role.span_event,
+        role.session_level,
+    )
     for event_type, role in EVENT_ROLES.items()
 }
 

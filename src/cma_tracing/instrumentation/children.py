@@ -1,0 +1,215 @@
+"""The child spans of one turn: `chat` per model request, `execute_tool` per tool call, `invoke_agent` per subagent.
+
+Each child is timed by when the client saw its events (`processed_at` is a storage stamp) and parented explicitly to
+the turn or to its subagent, never through whatever is current while the app iterates. Open children are held in
+small bounded maps keyed by the event id that will end them; whatever is still open when the turn ends ends with it,
+marked incomplete.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Optional
+
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
+from opentelemetry.util.types import AttributeValue
+
+from . import attributes as A
+from .fields import as_int, get, get_str
+
+#: Open children of each kind kept per turn; past this, new ones are counted on the turn but get no span.
+MAX_OPEN_CHILDREN: Final = 256
+
+_TOOL_TYPES: Final = {
+    "agent.tool_use": A.TOOL_TYPE_EXTENSION,
+    "agent.mcp_tool_use": A.TOOL_TYPE_EXTENSION,
+    "agent.custom_tool_use": A.TOOL_TYPE_FUNCTION,
+}
+
+
+class _Subagent:
+    __slots__ = ("span", "context")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.context = set_span_in_context(span)
+
+
+class TurnChildren:
+    """Open child spans of one turn. Called by its `SessionTracker` with the session's lock held."""
+
+    __slots__ = ("_tracer", "_turn_context", "_chat_name", "_chat_attributes", "_requests", "_tools", "_threads")
+
+    def __init__(self, tracer: Tracer, turn_span: Span, model: Optional[str]) -> None:
+        self._tracer = tracer
+        self._turn_context = set_span_in_context(turn_span)
+        self._chat_name = f"{A.OP_CHAT} {model}" if model else A.OP_CHAT
+        self._chat_attributes: dict[str, AttributeValue] = {
+            A.GEN_AI_OPERATION_NAME: A.OP_CHAT,
+            A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
+        }
+        if model:
+            self._chat_attributes[A.GEN_AI_REQUEST_MODEL] = model
+        self._requests: dict[str, Span] = {}
+        self._tools: dict[str, Span] = {}
+        self._threads: dict[str, _Subagent] = {}
+
+    # -- model requests ------------------------------------------------------------------------------------------
+
+    def request_started(self, event_id: Optional[str], thread_id: Optional[str], now_ns: int) -> None:
+        if event_id is None or len(self._requests) >= MAX_OPEN_CHILDREN or event_id in self._requests:
+            return
+        subagent = self._threads.get(thread_id) if thread_id is not None else None
+        self._requests[event_id] = self._tracer.start_span(
+            self._chat_name if subagent is None else A.OP_CHAT,
+            context=self._parent(thread_id),
+            kind=SpanKind.CLIENT,
+            attributes=self._chat_attributes if subagent is None else _SUBAGENT_CHAT_ATTRIBUTES,
+            start_time=now_ns,
+        )
+
+    def request_ended(self, event: Any, thread_id: Optional[str], now_ns: int) -> None:
+        start_id = get(event, "model_request_start_id")
+        span = self._requests.pop(start_id, None) if isinstance(start_id, str) else None
+        if span is None:
+            # Its start was before this process looked (a reconnect): the request still shows, with no duration.
+            subagent = self._threads.get(thread_id) if thread_id is not None else None
+            span = self._tracer.start_span(
+                self._chat_name if subagent is None else A.OP_CHAT,
+                context=self._parent(thread_id),
+                kind=SpanKind.CLIENT,
+                attributes=self._chat_attributes if subagent is None else _SUBAGENT_CHAT_ATTRIBUTES,
+                start_time=now_ns,
+            )
+        usage = get(event, "model_usage")
+        if usage is not None:
+            read = as_int(get(usage, "cache_read_input_tokens"))
+            write = as_int(get(usage, "cache_creation_input_tokens"))
+            attrs: dict[str, AttributeValue] = {
+                A.GEN_AI_USAGE_INPUT_TOKENS: as_int(get(usage, "input_tokens")) + read + write,
+                A.GEN_AI_USAGE_OUTPUT_TOKENS: as_int(get(usage, "output_tokens")),
+                A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: read,
+                A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: write,
+            }
+            speed = get_str(usage, "speed")
+            if speed:
+                attrs[A.MODEL_REQUEST_SPEED] = speed
+            span.set_attributes(attrs)
+        if get(event, "is_error") is True:
+            span.set_attribute(A.ERROR_TYPE, A.ERROR_TYPE_MODEL_REQUEST)
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=now_ns)
+
+    # -- tools ---------------------------------------------------------------------------------------------------
+
+    def tool_used(self, event: Any, event_type: str, event_id: Optional[str], thread_id: Optional[str], now_ns: int) -> None:
+        if event_id is None or len(self._tools) >= MAX_OPEN_CHILDREN or event_id in self._tools:
+            return
+        name = get_str(event, "name") or "unknown"
+        attrs: dict[str, AttributeValue] = {
+            A.GEN_AI_OPERATION_NAME: A.OP_EXECUTE_TOOL,
+            A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
+            A.GEN_AI_TOOL_NAME: name,
+            A.GEN_AI_TOOL_CALL_ID: event_id,
+            A.GEN_AI_TOOL_TYPE: _TOOL_TYPES.get(event_type, A.TOOL_TYPE_EXTENSION),
+        }
+        server = get_str(event, "mcp_server_name")
+        if server:
+            attrs[A.MCP_SERVER_NAME] = server
+        permission = get_str(event, "evaluated_permission")
+        if permission:
+            attrs[A.TOOL_PERMISSION] = permission
+        if thread_id is not None and thread_id in self._threads:
+            attrs[A.SESSION_THREAD_ID] = thread_id
+        self._tools[event_id] = self._tracer.start_span(
+            f"{A.OP_EXECUTE_TOOL} {name}",
+            context=self._parent(thread_id),
+            kind=SpanKind.INTERNAL,
+            attributes=attrs,
+            start_time=now_ns,
+        )
+
+    def tool_finished(self, use_id: Any, is_error: Any, now_ns: int) -> None:
+        span = self._tools.pop(use_id, None) if isinstance(use_id, str) else None
+        if span is None:
+            return
+        if is_error is True:
+            span.set_attribute(A.ERROR_TYPE, A.ERROR_TYPE_TOOL)
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=now_ns)
+
+    def tool_confirmed(self, use_id: Any, result: Any, now_ns: int) -> None:
+        """The client's answer to an `ask` tool: recorded on its span; a denial ends it."""
+        span = self._tools.get(use_id) if isinstance(use_id, str) else None
+        if span is None or not isinstance(result, str):
+            return
+        span.set_attribute(A.TOOL_CONFIRMATION, result)
+        if result == "deny":
+            del self._tools[use_id]
+            span.end(end_time=now_ns)
+
+    # -- subagents -----------------------------------------------------------------------------------------------
+
+    def has_thread(self, thread_id: str) -> bool:
+        return thread_id in self._threads
+
+    def thread_started(self, thread_id: str, agent_name: Optional[str], now_ns: int) -> None:
+        if thread_id in self._threads or len(self._threads) >= MAX_OPEN_CHILDREN:
+            return
+        attrs: dict[str, AttributeValue] = {
+            A.GEN_AI_OPERATION_NAME: A.OP_INVOKE_AGENT,
+            A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
+            A.SESSION_THREAD_ID: thread_id,
+        }
+        if agent_name:
+            attrs[A.GEN_AI_AGENT_NAME] = agent_name
+        span = self._tracer.start_span(
+            f"{A.OP_INVOKE_AGENT} {agent_name}" if agent_name else A.OP_INVOKE_AGENT,
+            context=self._turn_context,
+            kind=SpanKind.INTERNAL,
+            attributes=attrs,
+            start_time=now_ns,
+        )
+        self._threads[thread_id] = _Subagent(span)
+
+    def thread_named(self, thread_id: str, agent_name: Optional[str]) -> None:
+        """A thread whose events came before its `session.thread_created` learns its agent's name."""
+        subagent = self._threads.get(thread_id)
+        if subagent is not None and agent_name:
+            subagent.span.update_name(f"{A.OP_INVOKE_AGENT} {agent_name}")
+            subagent.span.set_attribute(A.GEN_AI_AGENT_NAME, agent_name)
+
+    def thread_ended(self, thread_id: str, stop_reason: Optional[str], now_ns: int) -> None:
+        subagent = self._threads.pop(thread_id, None)
+        if subagent is None:
+            return
+        if stop_reason:
+            subagent.span.set_attribute(A.TURN_STOP_REASON, stop_reason)
+        subagent.span.end(end_time=now_ns)
+
+    # -- the end of the turn -------------------------------------------------------------------------------------
+
+    def end_all(self, now_ns: int) -> None:
+        """End every child still open, marked incomplete: tools and requests first, their subagents last."""
+        for group in (self._requests, self._tools):
+            for span in group.values():
+                span.set_attribute(A.SPAN_INCOMPLETE, True)
+                span.end(end_time=now_ns)
+            group.clear()
+        for subagent in self._threads.values():
+            subagent.span.set_attribute(A.SPAN_INCOMPLETE, True)
+            subagent.span.end(end_time=now_ns)
+        self._threads.clear()
+
+    def _parent(self, thread_id: Optional[str]) -> Context:
+        if thread_id is not None:
+            subagent = self._threads.get(thread_id)
+            if subagent is not None:
+                return subagent.context
+        return self._turn_context
+
+
+_SUBAGENT_CHAT_ATTRIBUTES: Final[dict[str, AttributeValue]] = {
+    A.GEN_AI_OPERATION_NAME: A.OP_CHAT,
+    A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
+}
