@@ -10,7 +10,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 
 from .config import Options, options_from
 from .instrumentation.sessions import SessionRegistry
-from .patchers import SessionEventsPatcher, SessionsPatcher
+from .patchers import SessionEventsPatcher, SessionsPatcher, SessionThreadEventsPatcher
 from .version import __version__
 
 _INSTRUMENTS = ("anthropic >= 2.0, < 3",)
@@ -37,7 +37,11 @@ class ClaudeManagedAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         self._registry = SessionRegistry(
             tracer, self.options.orphan_timeout_s, child_spans=self.options.child_spans
         )
-        self._patchers = (SessionEventsPatcher(self._registry), SessionsPatcher(self._registry))
+        self._patchers = (
+            SessionEventsPatcher(self._registry),
+            SessionsPatcher(self._registry),
+            SessionThreadEventsPatcher(self._registry),
+        )
         for patcher in self._patchers:
             patcher.patch()
         # Registered after the tracer provider's own exit hook in the usual order, so it runs first (atexit is LIFO):

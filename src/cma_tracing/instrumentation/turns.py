@@ -184,8 +184,9 @@ class SessionTracker:
                 self._feed_thread = None
 
     @never_raises
-    def on_listed(self, events: Iterable[Any], now_ns: int) -> None:
-        """A page of `events.list`: feeds the open turn with the events after its own user.message, no others.
+    def on_listed(self, events: Iterable[Any], now_ns: int, thread_id: Optional[str] = None) -> None:
+        """A page of `events.list` (or of a thread's `threads.events.list` with `thread_id`): feeds the open turn
+        with the events listed after its own user.message, no others.
 
         Listing a session's history must neither open turns nor fold earlier turns into the open one.
         """
@@ -193,19 +194,24 @@ class SessionTracker:
             turn = self.turn
             if turn is None or turn.adopting:
                 return
-            for event in events:
-                at = _timestamp(get(event, "processed_at"))
-                if at is None:
-                    continue
-                if turn.anchor is None:
-                    if get(event, "type") == USER_MESSAGE and get(event, "id") in turn.owned_ids:
-                        turn.anchor = at
-                        self._route(event, now_ns, FROM_LIST)
-                    continue
-                if at > turn.anchor:
-                    self._route(event, now_ns, FROM_LIST)
-                if self.turn is not turn:
-                    break
+            source = FROM_LIST if thread_id is None else FROM_THREAD
+            self._feed_thread = thread_id
+            try:
+                for event in events:
+                    at = _timestamp(get(event, "processed_at"))
+                    if at is None:
+                        continue
+                    if turn.anchor is None:
+                        if get(event, "type") == USER_MESSAGE and get(event, "id") in turn.owned_ids:
+                            turn.anchor = at
+                            self._route(event, now_ns, source)
+                        continue
+                    if at > turn.anchor:
+                        self._route(event, now_ns, source)
+                    if self.turn is not turn:
+                        break
+            finally:
+                self._feed_thread = None
             self._settle()
 
     @never_raises

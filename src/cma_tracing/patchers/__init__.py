@@ -2,5 +2,6 @@
 
 from .events import SessionEventsPatcher
 from .sessions import SessionsPatcher
+from .threads import SessionThreadEventsPatcher
 
-__all__ = ["SessionEventsPatcher", "SessionsPatcher"]
+__all__ = ["SessionEventsPatcher", "SessionThreadEventsPatcher", "SessionsPatcher"]

@@ -26,8 +26,8 @@ from .streams import TracedAsyncStream, TracedStream
 EVENTS_MODULE: Final = "anthropic.resources.beta.sessions.events"
 PAGINATION_MODULE: Final = "anthropic.pagination"
 DEFAULT_BETA: Final = "managed-agents-2026-04-01"
-#: The path of `events.list` pages (first and later ones); stream and thread paths do not match.
-_LIST_PATH: Final = re.compile(r"/v1/sessions/([^/?#]+)/events/?(?:[?#]|$)")
+#: The paths of `events.list` and `threads.events.list` pages (first and later ones); stream paths do not match.
+_LIST_PATH: Final = re.compile(r"/v1/sessions/([^/?#]+)/(?:threads/([^/?#]+)/)?events/?(?:[?#]|$)")
 
 
 class _SendCall:
@@ -127,14 +127,14 @@ class SessionEventsPatcher:
         if not is_instrumentation_enabled() or not isinstance(stream, Stream):
             return stream
         tracker = self._open_stream(instance, args, kwargs)
-        return TracedStream(stream, tracker) if tracker is not None else stream
+        return TracedStream(stream, tracker.on_event, tracker.stream_finished) if tracker is not None else stream
 
     async def _async_stream(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         stream = await wrapped(*args, **kwargs)
         if not is_instrumentation_enabled() or not isinstance(stream, AsyncStream):
             return stream
         tracker = self._open_stream(instance, args, kwargs)
-        return TracedAsyncStream(stream, tracker) if tracker is not None else stream
+        return TracedAsyncStream(stream, tracker.on_event, tracker.stream_finished) if tracker is not None else stream
 
     @never_raises
     def _open_stream(self, instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Optional[SessionTracker]:
@@ -164,7 +164,7 @@ class SessionEventsPatcher:
             return
         tracker = self._registry.acquire(match.group(1))
         try:
-            tracker.on_listed(data, time.time_ns())
+            tracker.on_listed(data, time.time_ns(), match.group(2))
         finally:
             tracker.release()
 

@@ -1,33 +1,38 @@
-"""Proxies for the SDK's event streams: the app keeps its `Stream` / `AsyncStream`, and each event reaches the tracker.
+"""Proxies for the SDK's event streams: the app keeps its `Stream` / `AsyncStream`, and each event reaches a tracker.
 
 A proxy is still an `anthropic.Stream` (`isinstance` sees through it), yields the very same event objects, and
 lets every SDK exception through unchanged. It reports how the stream stopped exactly once: the server ended it,
-the connection failed, an SSE `error` frame arrived, or the consumer stopped reading (break, `close()`, `with`
+the connection failed, an SSE `error` frame arrived, or the consumer stopped reading (break then `close()`, `with`
 exit, garbage collection, an interrupt or a cancelled task).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import wrapt
 from anthropic import APIStatusError
 
 from ..instrumentation.safety import log_swallowed
-from ..instrumentation.turns import SessionTracker, StreamEnd
+from ..instrumentation.turns import StreamEnd
 from .errors import error_type
 
 _time_ns = time.time_ns
 
+#: Receives each event with the time the client saw it.
+OnEvent = Callable[[Any, int], None]
+#: Told once how the stream stopped: (StreamEnd, time, error, error.type).
+OnFinish = Callable[[str, int, "BaseException | None", str], None]
+
 
 class _StreamWatch:
-    """The part both proxies share: which tracker, and whether the stream's end was reported."""
+    """The part both proxies share: whether the stream's end was reported, and to whom."""
 
-    __slots__ = ("tracker", "done")
+    __slots__ = ("on_finish", "done")
 
-    def __init__(self, tracker: SessionTracker) -> None:
-        self.tracker = tracker
+    def __init__(self, on_finish: OnFinish) -> None:
+        self.on_finish = on_finish
         self.done = False
 
     def finish(self, how: str, error: BaseException | None = None) -> None:
@@ -37,18 +42,18 @@ class _StreamWatch:
         try:
             if error is not None and isinstance(error, APIStatusError):
                 how = StreamEnd.FATAL
-            self.tracker.stream_finished(how, _time_ns(), error, error_type(error) if error is not None else "")
+            self.on_finish(how, _time_ns(), error, error_type(error) if error is not None else "")
         except Exception:
             log_swallowed("stream finish")
 
 
 class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
-    """An `anthropic.Stream` of session events, observed."""
+    """An `anthropic.Stream` of session or thread events, observed."""
 
-    def __init__(self, stream: Any, tracker: SessionTracker) -> None:
+    def __init__(self, stream: Any, on_event: OnEvent, on_finish: OnFinish) -> None:
         super().__init__(stream)
-        self._self_watch = _StreamWatch(tracker)
-        self._self_on_event = tracker.on_event
+        self._self_watch = _StreamWatch(on_finish)
+        self._self_on_event = on_event
 
     def __iter__(self) -> TracedStream:
         return self
@@ -87,12 +92,12 @@ class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
 
 
 class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc]
-    """An `anthropic.AsyncStream` of session events, observed."""
+    """An `anthropic.AsyncStream` of session or thread events, observed."""
 
-    def __init__(self, stream: Any, tracker: SessionTracker) -> None:
+    def __init__(self, stream: Any, on_event: OnEvent, on_finish: OnFinish) -> None:
         super().__init__(stream)
-        self._self_watch = _StreamWatch(tracker)
-        self._self_on_event = tracker.on_event
+        self._self_watch = _StreamWatch(on_finish)
+        self._self_on_event = on_event
 
     def __aiter__(self) -> TracedAsyncStream:
         return self
