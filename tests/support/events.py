@@ -57,7 +57,7 @@ def request_end(start_id: str, input: int = 0, output: int = 0, read: int = 0, w
 
 
 def tool_use(name: str = "bash", kind: str = "agent.tool_use", **fields: Any) -> dict[str, Any]:
-    return event(kind, name=name, input={"command": "echo 4"}, evaluated_permission="allow", **fields)
+    return event(kind, name=name, input={"command": "echo 4"}, **{"evaluated_permission": "allow", **fields})
 
 
 def tool_result(use_id: str) -> dict[str, Any]:

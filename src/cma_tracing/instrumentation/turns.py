@@ -523,7 +523,7 @@ class SessionTracker:
         children = turn.children
         if thread_id is None or children is None:
             return
-        if not children.has_thread(thread_id) and self._is_primary(thread_id, get_str(event, "agent_name")):
+        if not children.has_thread(thread_id) and self._is_primary(thread_id):
             return
         event_type = get(event, "type")
         if event_type == "session.thread_status_terminated":
@@ -536,17 +536,12 @@ class SessionTracker:
         else:
             children.thread_started(thread_id, get_str(event, "agent_name"), now_ns)
 
-    def _is_primary(self, thread_id: str, agent_name: Optional[str]) -> bool:
-        """The coordinator's own thread reports `thread_status_*` too; it is the first thread seen whose agent is
-        the session's own (or any first thread when the session's agent is unknown)."""
-        if thread_id == self.primary_thread:
-            return True
-        if self.primary_thread is None:
-            coordinator = self._start_attributes.get(A.GEN_AI_AGENT_NAME)
-            if coordinator is None or agent_name is None or agent_name == coordinator:
-                self.primary_thread = thread_id
-                return True
-        return False
+    def _is_primary(self, thread_id: str) -> bool:
+        """The coordinator's own thread reports `thread_status_*` too, first thing in every turn: the first thread
+        seen that no `session.thread_created` announced is the primary one."""
+        if self.primary_thread is None and self._feed_thread is None:
+            self.primary_thread = thread_id
+        return thread_id == self.primary_thread
 
     def _thread_of(self, turn: Turn, event: Any, now_ns: int) -> Optional[str]:
         """The subagent thread an event belongs to (its span started if need be), or None for the coordinator."""

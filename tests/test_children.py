@@ -1,0 +1,370 @@
+"""SPEC §3 and §3.3 through the real SDK over loopback HTTP, with scripted timing: the turn's trace tree."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+import anthropic
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode
+
+from tests.conftest import Spans
+from tests.support import events as ev
+from tests.support.loopback import Event, FakeCMAServer, Hold
+from tests.support.scenarios import message, steps, turn_events
+
+TOLERANCE_S = 0.05
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def seconds(span: ReadableSpan) -> float:
+    return ((span.end_time or 0) - (span.start_time or 0)) / 1e9
+
+
+def assert_nested(spans: Spans) -> None:
+    """Every child lies inside its parent's time range."""
+    by_id = {s.context.span_id: s for s in spans.all()}
+    for span in spans.all():
+        parent = by_id.get(span.parent.span_id) if span.parent is not None else None
+        if parent is not None:
+            assert (parent.start_time or 0) <= (span.start_time or 0), (span.name, parent.name)
+            assert (span.end_time or 0) <= (parent.end_time or 0), (span.name, parent.name)
+
+
+def run_turn(client: anthropic.Anthropic, session_id: str, text: str = "go") -> float:
+    """Send a user.message and read the stream to its end; returns when the send started (s, monotonic)."""
+    started = time.monotonic()
+    client.beta.sessions.events.send(session_id, events=[message(text)])
+    for event in client.beta.sessions.events.stream(session_id):
+        if event.type == "session.status_idle" and event.stop_reason.type != "requires_action":
+            break
+    return started
+
+
+def test_the_real_recording_timed_gives_chat_and_tool_spans_with_their_durations(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    real = ev.real_events()
+    user_id = real[2]["id"]
+    delays = {"agent.thinking": 0.25, "agent.tool_result": 0.4}  # thinking at +0.25 s; the tool runs 0.4 s
+    server.queue_send("sesn_real", [user_id])
+    server.queue_stream("sesn_real", [Event(e, delays.get(e["type"], 0.0)) for e in real])
+    loop_client.beta.sessions.create(agent="a", environment_id="e")  # learns the agent: model, name
+    server.set_session("sesn_real")
+    loop_client.beta.sessions.retrieve("sesn_real")
+    run_turn(loop_client, "sesn_real")
+
+    turn = spans.turn()
+    assert attrs(turn)["gen_ai.response.time_to_first_chunk"] == pytest.approx(0.25, abs=TOLERANCE_S)
+    chat_1, tool, chat_2 = spans.children(turn)
+    assert chat_1.name == chat_2.name == "chat claude-haiku-4-5"
+    assert chat_1.kind is SpanKind.CLIENT
+    assert attrs(chat_1) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": "claude-haiku-4-5",
+        "gen_ai.usage.input_tokens": 2192,
+        "gen_ai.usage.output_tokens": 127,
+        "gen_ai.usage.cache_read.input_tokens": 0,
+        "gen_ai.usage.cache_write.input_tokens": 0,
+    }
+    assert seconds(chat_1) == pytest.approx(0.25, abs=TOLERANCE_S)
+    assert tool.name == "execute_tool bash" and tool.kind is SpanKind.INTERNAL
+    assert attrs(tool) == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.provider.name": "anthropic",
+        "gen_ai.tool.name": "bash",
+        "gen_ai.tool.call.id": "sevt_016SabuQQG5up3DjLpYfzYgM",
+        "gen_ai.tool.type": "extension",
+        "anthropic.tool.permission": "allow",
+    }
+    assert seconds(tool) == pytest.approx(0.4, abs=TOLERANCE_S)
+    assert tool.status.status_code is StatusCode.UNSET
+    assert_nested(spans)
+
+
+def test_mcp_tool_spans_carry_the_server_and_an_error_result_is_an_error(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    use = ev.tool_use("search_docs", kind="agent.mcp_tool_use", mcp_server_name="docs")
+    result = ev.event("agent.mcp_tool_result", mcp_tool_use_id=use["id"], is_error=True, content=[])
+    start = ev.request_start()
+    script = [ev.running(), ev.user_message("sevt_m"), start, use, ev.request_end(start["id"], 5, 1), result, ev.idle()]
+    server.queue_send("sesn_mcp", ["sevt_m"])
+    server.queue_stream("sesn_mcp", [Event(e, 0.1 if e is result else 0.0) for e in script])
+    run_turn(loop_client, "sesn_mcp")
+    (tool,) = [s for s in spans.all() if s.name == "execute_tool search_docs"]
+    assert attrs(tool)["anthropic.mcp.server_name"] == "docs"
+    assert attrs(tool)["gen_ai.tool.type"] == "extension"
+    assert attrs(tool)["error.type"] == "tool_error"
+    assert tool.status.status_code is StatusCode.ERROR
+    assert seconds(tool) == pytest.approx(0.1, abs=TOLERANCE_S)
+
+
+@pytest.mark.parametrize("answer", ["allow", "deny"])
+def test_an_always_ask_tool_span_covers_the_wait_for_confirmation_and_a_denial_ends_it(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans, answer: str
+) -> None:
+    use = ev.tool_use("bash", evaluated_permission="ask")
+    start = ev.request_start()
+    first = [ev.running(), ev.user_message("sevt_c"), start, use, ev.request_end(start["id"], 5, 1)]
+    first.append(ev.idle("requires_action", event_ids=[use["id"]]))
+    server.queue_send("sesn_ask", ["sevt_c"])
+    server.queue_stream("sesn_ask", steps(first))
+    loop_client.beta.sessions.events.send("sesn_ask", events=[message()])
+    for event in loop_client.beta.sessions.events.stream("sesn_ask"):
+        if event.type == "session.status_idle":
+            break
+    time.sleep(0.2)  # the human thinks it over
+    server.queue_send("sesn_ask", ["sevt_conf"])
+    loop_client.beta.sessions.events.send(
+        "sesn_ask", events=[{"type": "user.tool_confirmation", "tool_use_id": use["id"], "result": answer}]
+    )
+    rest: list[dict[str, Any]] = [ev.running(), ev.event("user.tool_confirmation", "sevt_conf", tool_use_id=use["id"], result=answer)]
+    if answer == "allow":
+        rest.append(ev.tool_result(use["id"]))
+    rest += [ev.agent_message(), ev.idle()]
+    server.queue_stream("sesn_ask", [Event(e, 0.1 if e["type"] == "agent.tool_result" else 0.0) for e in rest])
+    for event in loop_client.beta.sessions.events.stream("sesn_ask"):
+        if event.type == "session.status_idle":
+            break
+    (tool,) = spans.named("execute_tool bash")
+    assert attrs(tool)["anthropic.tool.permission"] == "ask"
+    assert attrs(tool)["anthropic.tool.confirmation"] == answer
+    assert seconds(tool) == pytest.approx(0.3 if answer == "allow" else 0.2, abs=TOLERANCE_S)
+    assert attrs(spans.turn())["anthropic.turn.stop_reason"] == "end_turn"
+    assert [e.name for e in spans.turn().events] == ["user.tool_confirmation"]
+
+
+def test_a_custom_tool_span_ends_when_the_app_sends_its_result_across_two_streams(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    use = ev.tool_use("get_weather", kind="agent.custom_tool_use")
+    first = [ev.running(), ev.user_message("sevt_u"), use, ev.idle("requires_action", event_ids=[use["id"]])]
+    server.queue_send("sesn_custom", ["sevt_u"])
+    server.queue_stream("sesn_custom", steps(first))
+    loop_client.beta.sessions.events.send("sesn_custom", events=[message()])
+    with loop_client.beta.sessions.events.stream("sesn_custom") as stream:
+        for event in stream:
+            if event.type == "session.status_idle":
+                break
+    time.sleep(0.15)  # the app runs its tool
+    server.queue_send("sesn_custom", ["sevt_r"])
+    loop_client.beta.sessions.events.send(
+        "sesn_custom",
+        events=[{"type": "user.custom_tool_result", "custom_tool_use_id": use["id"], "content": [{"type": "text", "text": "18C"}]}],
+    )
+    echo = ev.event("user.custom_tool_result", "sevt_r", custom_tool_use_id=use["id"], content=[])
+    server.queue_stream("sesn_custom", [Event(e, 0.2 if e["type"] == "agent.message" else 0.0) for e in [ev.running(), echo, ev.agent_message(), ev.idle()]])
+    with loop_client.beta.sessions.events.stream("sesn_custom") as stream:
+        for event in stream:
+            if event.type == "session.status_idle":
+                break
+    (tool,) = spans.named("execute_tool get_weather")
+    assert attrs(tool)["gen_ai.tool.type"] == "function"
+    assert seconds(tool) == pytest.approx(0.15, abs=TOLERANCE_S)  # not the 0.2 s the agent took afterwards
+    assert_nested(spans)
+
+
+def test_a_coordinator_with_two_subagents_and_a_cross_posted_blocking_tool_call(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    server.set_session("sesn_multi")
+    loop_client.beta.sessions.retrieve("sesn_multi")  # the coordinator is the loopback template's agent
+    coordinator = attrs_of_template_agent()
+    primary, researcher, writer = "sthr_primary", "sthr_research", "sthr_writer"
+    cross = ev.tool_use("web_search", session_thread_id=researcher)
+    start = ev.request_start()
+    script: list[Any] = [
+        Event(ev.running()),
+        Event(ev.event("session.thread_status_running", session_thread_id=primary, agent_name=coordinator)),
+        Event(ev.user_message("sevt_u")),
+        Event(start),
+        Event(ev.event("session.thread_created", session_thread_id=researcher, agent_name="researcher")),
+        Event(ev.event("session.thread_created", session_thread_id=writer, agent_name="writer")),
+        Event(ev.event("agent.thread_message_sent", to_session_thread_id=researcher, content=[])),
+        Event(ev.event("session.thread_status_running", session_thread_id=researcher, agent_name="researcher")),
+        Event(cross, 0.05),
+        Event(ev.event("agent.tool_result", tool_use_id=cross["id"], is_error=False, content=[], session_thread_id=researcher), 0.1),
+        Event(ev.event("session.thread_status_idle", session_thread_id=researcher, agent_name="researcher", stop_reason={"type": "end_turn"}), 0.05),
+        Event(ev.event("agent.thread_message_received", from_session_thread_id=researcher, content=[])),
+        Event(ev.event("session.thread_status_terminated", session_thread_id=writer, agent_name="writer")),
+        Event(ev.request_end(start["id"], 10, 2)),
+        Event(ev.event("session.thread_status_idle", session_thread_id=primary, agent_name=coordinator, stop_reason={"type": "end_turn"})),
+        Event(ev.idle()),
+    ]
+    server.queue_send("sesn_multi", ["sevt_u"])
+    server.queue_stream("sesn_multi", script)
+    run_turn(loop_client, "sesn_multi")
+
+    turn = spans.turn()
+    subagents = {attrs(s).get("gen_ai.agent.name"): s for s in spans.children(turn) if s.name.startswith("invoke_agent")}
+    assert set(subagents) == {"researcher", "writer"}  # the primary thread is not a subagent
+    research = subagents["researcher"]
+    assert research.kind is SpanKind.INTERNAL and attrs(research)["anthropic.session.thread_id"] == researcher
+    assert attrs(research)["anthropic.turn.stop_reason"] == "end_turn"
+    assert attrs(subagents["writer"])["anthropic.turn.stop_reason"] == "terminated"
+    (tool,) = spans.children(research)
+    assert tool.name == "execute_tool web_search" and seconds(tool) == pytest.approx(0.1, abs=TOLERANCE_S)
+    assert attrs(turn)["anthropic.turn.tool_calls"] == 1
+    assert [e.name for e in turn.events] == ["agent.thread_message_sent", "agent.thread_message_received"]
+    assert all("anthropic.span.incomplete" not in attrs(s) for s in spans.all())
+    assert_nested(spans)
+
+
+def test_a_subagent_threads_own_stream_adds_its_model_requests_under_its_span(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    researcher = "sthr_research"
+    server.queue_send("sesn_feed", ["sevt_u"])
+    server.queue_stream(
+        "sesn_feed",
+        steps([ev.running(), ev.user_message("sevt_u"), ev.event("session.thread_created", session_thread_id=researcher, agent_name="researcher")])
+        + [Hold(0.6)]
+        + steps([ev.event("session.thread_status_idle", session_thread_id=researcher, agent_name="researcher", stop_reason={"type": "end_turn"}), ev.idle()]),
+    )
+    start = ev.request_start()
+    thread_feed = [ev.event("session.thread_status_running", session_thread_id=researcher, agent_name="researcher"), start]
+    thread_feed += [ev.agent_message(), ev.request_end(start["id"], 300, 30), ev.event("session.status_idle", stop_reason={"type": "end_turn"})]
+    server.queue_stream("sesn_feed", [Event(e, 0.05) for e in thread_feed], thread_id=researcher)
+
+    loop_client.beta.sessions.events.send("sesn_feed", events=[message()])
+    stream = loop_client.beta.sessions.events.stream("sesn_feed")
+    for event in stream:
+        if event.type == "session.thread_created":
+            for _ in loop_client.beta.sessions.threads.events.stream(researcher, session_id="sesn_feed"):
+                pass
+        if event.type == "session.status_idle":
+            break
+    stream.close()
+    turn = spans.turn()
+    (research,) = [s for s in spans.children(turn) if s.name == "invoke_agent researcher"]
+    (chat,) = spans.children(research)
+    assert chat.name == "chat" and attrs(chat)["gen_ai.usage.input_tokens"] == 300
+    assert attrs(turn)["gen_ai.usage.input_tokens"] == 300  # subagents' tokens count in the turn
+    assert attrs(turn)["anthropic.turn.stop_reason"] == "end_turn"  # the thread feed's idle did not end the turn
+    assert_nested(spans)
+
+
+def test_event_delta_previews_set_time_to_first_chunk(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    start = ev.request_start()
+    preview = ev.event("event_start", id=None, event={"type": "agent.message", "id": "sevt_msg"})
+    delta = ev.event("event_delta", id=None, event_id="sevt_msg", delta={"type": "content_delta", "text": "4"})
+    script = [Event(ev.running()), Event(ev.user_message("sevt_u")), Event(start), Event(preview, 0.15), Event(delta, 0.1)]
+    script += [Event(ev.agent_message("4"), 0.1), Event(ev.request_end(start["id"], 1, 1)), Event(ev.idle())]
+    server.queue_send("sesn_delta", ["sevt_u"])
+    server.queue_stream("sesn_delta", script)
+    loop_client.beta.sessions.events.send("sesn_delta", events=[message()])
+    for event in loop_client.beta.sessions.events.stream("sesn_delta", event_deltas=["agent.message"]):
+        if event.type == "session.status_idle":
+            break
+    assert attrs(spans.turn())["gen_ai.response.time_to_first_chunk"] == pytest.approx(0.15, abs=TOLERANCE_S)
+
+
+def test_retries_then_exhaustion_end_the_turn_with_error_and_failed_requests(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    first, second = ev.request_start(), ev.request_start()
+    failed_1 = {**ev.request_end(first["id"], 5, 0), "is_error": True}
+    failed_2 = {**ev.request_end(second["id"], 5, 0), "is_error": True}
+    script = [ev.running(), ev.user_message("sevt_u"), first, failed_1, ev.session_error("model_overloaded_error", "retrying")]
+    script += [ev.event("session.status_rescheduled"), ev.running(), second, failed_2]
+    script += [ev.session_error("model_overloaded_error", "exhausted"), ev.idle("retries_exhausted")]
+    server.queue_send("sesn_retry", ["sevt_u"])
+    server.queue_stream("sesn_retry", steps(script))
+    run_turn(loop_client, "sesn_retry")
+    turn = spans.turn()
+    assert attrs(turn)["anthropic.turn.stop_reason"] == "retries_exhausted"
+    assert attrs(turn)["error.type"] == "model_overloaded_error"
+    assert turn.status.status_code is StatusCode.ERROR
+    assert [e.name for e in turn.events] == ["session.error", "session.status_rescheduled", "session.error"]
+    chats = [s for s in spans.children(turn) if s.name.startswith("chat")]
+    assert len(chats) == 2 and all(c.status.status_code is StatusCode.ERROR for c in chats)
+
+
+def test_a_turn_abandoned_mid_tool_ends_its_open_children_marked_incomplete(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    events = turn_events("sevt_u")
+    server.queue_send("sesn_gone", ["sevt_u"])
+    server.queue_stream("sesn_gone", steps(events[:6]) + [Hold(10)])  # the tool is running
+    loop_client.beta.sessions.events.send("sesn_gone", events=[message()])
+    with loop_client.beta.sessions.events.stream("sesn_gone") as stream:
+        for event in stream:
+            if event.type == "span.model_request_end":
+                break
+    turn = spans.turn()
+    assert attrs(turn)["anthropic.turn.stop_reason"] == "abandoned"
+    (tool,) = spans.named("execute_tool bash")
+    assert attrs(tool)["anthropic.span.incomplete"] is True
+    assert tool.end_time == turn.end_time
+    (chat,) = [s for s in spans.children(turn) if s.name.startswith("chat")]
+    assert "anthropic.span.incomplete" not in attrs(chat)
+
+
+def test_the_sdks_own_spans_and_ours_form_one_tree_without_duplicates(
+    instrumented: Any, provider: Any, server: FakeCMAServer, spans: Spans
+) -> None:
+    client = anthropic.Anthropic(base_url=server.base_url, api_key="k", max_retries=0, open_telemetry={"tracer_provider": provider[0]})
+    server.queue_send("sesn_tree", ["sevt_u"])
+    server.queue_stream("sesn_tree", steps(turn_events("sevt_u")))
+    run_turn(client, "sesn_tree")
+    turn = spans.turn()
+    names = sorted(s.name for s in spans.all())
+    assert names.count(turn.name) == 1 and names.count("execute_tool bash") == 1
+    assert len([n for n in names if n.startswith("chat")]) == 2
+    assert names.count("anthropic.sessions.events.send") == 1
+    in_turn_trace = [s for s in spans.all() if s.context.trace_id == turn.context.trace_id]
+    assert {s.name for s in in_turn_trace} >= {"anthropic.sessions.events.send", "execute_tool bash"}
+
+
+def test_child_spans_false_keeps_the_turn_span_alone(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    instrument(child_spans=False)
+    server.queue_send("sesn_flat", ["sevt_u"])
+    server.queue_stream("sesn_flat", steps(turn_events("sevt_u")))
+    run_turn(loop_client, "sesn_flat")
+    assert [s.name for s in spans.all()] == ["invoke_agent"]
+    assert attrs(spans.turn())["anthropic.turn.tool_calls"] == 1
+
+
+def test_children_of_concurrent_sessions_never_cross(
+    instrumented: Any, server: FakeCMAServer, spans: Spans
+) -> None:
+    import threading
+
+    def session(i: int) -> None:
+        client = anthropic.Anthropic(base_url=server.base_url, api_key="k", max_retries=0, open_telemetry=False)
+        sid = f"sesn_cross_{i}"
+        server.queue_send(sid, [f"{sid}_u"])
+        server.queue_stream(sid, steps(turn_events(f"{sid}_u", input_tokens=i + 1, output_tokens=1), delay=0.003))
+        run_turn(client, sid)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    turns = spans.turns()
+    assert len(turns) == 20
+    for turn in turns:
+        i = int(str(attrs(turn)["anthropic.session.id"]).rsplit("_", 1)[1])
+        kids = spans.children(turn)
+        assert [k.name.split()[0] for k in kids] == ["chat", "execute_tool", "chat"]
+        assert all(attrs(k).get("gen_ai.usage.input_tokens", i + 1) == i + 1 for k in kids)
+        assert all(k.context.trace_id == turn.context.trace_id for k in kids)
+    assert_nested(spans)
+
+
+def attrs_of_template_agent(name: Optional[str] = None) -> str:
+    from tests.support.loopback import SESSION_TEMPLATE
+
+    return str(SESSION_TEMPLATE["agent"]["name"])
