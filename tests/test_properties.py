@@ -58,6 +58,9 @@ def wire_event(draw: Any) -> Any:
     if event_id is not None:
         body["id"] = event_id
     if draw(st.booleans()):
+        body["session_thread_id"] = draw(st.one_of(st.sampled_from(["sthr_a", "sthr_b", "sthr_c"]), JUNK))
+        body["agent_name"] = draw(st.one_of(st.sampled_from(["coordinator", "helper"]), JUNK))
+    if draw(st.booleans()):
         body["processed_at"] = draw(st.sampled_from(["2026-08-17T16:21:33.262700Z", "2026-08-17T16:21:34Z", "bad", None]))
     if event_type == "session.status_idle" and draw(st.booleans()):
         stop = draw(STOPS)
@@ -67,7 +70,7 @@ def wire_event(draw: Any) -> Any:
         body["model_usage"] = draw(
             st.one_of(JUNK, st.fixed_dictionaries({"input_tokens": st.one_of(st.integers(0, 10**6), JUNK)}))
         )
-    for key in ("name", "usage", "error", "content"):
+    for key in ("name", "usage", "error", "content", "tool_use_id", "mcp_tool_use_id", "custom_tool_use_id", "result"):
         if draw(st.booleans()):
             body[key] = draw(JUNK)
     if draw(st.booleans()):
@@ -87,10 +90,12 @@ STEP = st.one_of(
     st.tuples(st.just("finish"), st.sampled_from([StreamEnd.ENDED, StreamEnd.TRANSPORT, StreamEnd.FATAL, StreamEnd.CLOSED])),
     st.tuples(st.just("list"), st.lists(wire_event(), max_size=4)),
     st.tuples(st.just("orphan"), st.integers(0, 10**12)),
+    st.tuples(st.just("thread"), st.tuples(st.sampled_from(["sthr_a", "sthr_b"]), wire_event())),
+    st.tuples(st.just("thread_list"), st.tuples(st.sampled_from(["sthr_a", "sthr_b"]), st.lists(wire_event(), max_size=3))),
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(STEP, max_size=40))
 def test_any_sequence_never_raises_and_every_span_ends_exactly_once(steps: list[tuple[str, Any]]) -> None:
     tracer = CountingTracer()
@@ -116,6 +121,10 @@ def test_any_sequence_never_raises_and_every_span_ends_exactly_once(steps: list[
             tracker.on_listed(arg, now)
         elif kind == "orphan":
             tracker.check_orphan(now + arg, 10**9)
+        elif kind == "thread":
+            tracker.on_thread_event(arg[0], arg[1], now)
+        elif kind == "thread_list":
+            tracker.on_listed(arg[1], now, arg[0])
         tracker.release()
     registry.shutdown()
     assert all(span.ends == 1 for span in tracer.spans), [span.ends for span in tracer.spans]
