@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import cma_tracing
+from cma_tracing.instrumentation.telemetry import Telemetry
 from cma_tracing.instrumentation.turns import SessionTracker
 from tests.conftest import Spans
 from tests.support import events as ev
@@ -99,7 +100,7 @@ def test_a_dict_event_works_like_a_model_event() -> None:
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-        tracker = SessionTracker("sesn_dict", provider.get_tracer("t"))
+        tracker = SessionTracker("sesn_dict", Telemetry(provider.get_tracer("t")))
         for i, event in enumerate(ev.real_events()):
             tracker.on_event(adapter.validate_python(event) if as_model else event, 10**18 + i)
         finished = []

@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from cma_tracing.instrumentation.sessions import SessionRegistry
+from cma_tracing.instrumentation.telemetry import Telemetry
 from cma_tracing.instrumentation.turns import SessionTracker, StreamEnd
 from tests.support import events as ev
 
@@ -24,7 +25,7 @@ class Harness:
         self.exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        tracer = provider.get_tracer("test")
+        tracer = Telemetry(provider.get_tracer("test"))
         self.registry = SessionRegistry(tracer, orphan_timeout_s) if registry else None
         self.tracker = (
             self.registry.acquire(SID) if self.registry is not None else SessionTracker(SID, tracer)

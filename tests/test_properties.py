@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from cma_tracing.instrumentation.event_table import EVENT_ROLES
 from cma_tracing.instrumentation.sessions import SessionRegistry
+from cma_tracing.instrumentation.telemetry import Telemetry
 from cma_tracing.instrumentation.turns import StreamEnd
 from tests.support import events as ev
 
@@ -99,7 +100,7 @@ STEP = st.one_of(
 @given(st.lists(STEP, max_size=40))
 def test_any_sequence_never_raises_and_every_span_ends_exactly_once(steps: list[tuple[str, Any]]) -> None:
     tracer = CountingTracer()
-    registry = SessionRegistry(tracer, orphan_timeout_s=1)  # type: ignore[arg-type]
+    registry = SessionRegistry(Telemetry(tracer), orphan_timeout_s=1)  # type: ignore[arg-type]
     now = 10**18
     pending: list[Any] = []
     for kind, arg in steps:

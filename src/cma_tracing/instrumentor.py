@@ -5,15 +5,20 @@ from __future__ import annotations
 import atexit
 from typing import Any, Collection, Optional
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry._logs import get_logger
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from .config import Options, options_from
+from .instrumentation.content import content_policy
+from .instrumentation.metrics import Metrics
 from .instrumentation.sessions import SessionRegistry
+from .instrumentation.telemetry import Telemetry
 from .patchers import SessionEventsPatcher, SessionsPatcher, SessionThreadEventsPatcher
 from .version import __version__
 
 _INSTRUMENTS = ("anthropic >= 2.0, < 3",)
+_SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 
 
 class ClaudeManagedAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -28,15 +33,7 @@ class ClaudeManagedAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         self.options = options_from(kwargs)
-        tracer = trace.get_tracer(
-            "cma_tracing",
-            __version__,
-            tracer_provider=kwargs.get("tracer_provider"),
-            schema_url="https://opentelemetry.io/schemas/1.37.0",
-        )
-        self._registry = SessionRegistry(
-            tracer, self.options.orphan_timeout_s, child_spans=self.options.child_spans
-        )
+        self._registry = SessionRegistry(_telemetry(self.options, kwargs), self.options.orphan_timeout_s)
         self._patchers = (
             SessionEventsPatcher(self._registry),
             SessionsPatcher(self._registry),
@@ -64,3 +61,16 @@ class ClaudeManagedAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def registry(self) -> Optional[SessionRegistry]:
         """The live session registry (for tests and diagnostics)."""
         return self._registry
+
+
+def _telemetry(options: Options, kwargs: dict[str, Any]) -> Telemetry:
+    """The tracer, meter, content policy and log emitter, from the providers given (or the global ones)."""
+    tracer = trace.get_tracer("cma_tracing", __version__, kwargs.get("tracer_provider"), schema_url=_SCHEMA_URL)
+    meter = metrics.get_meter("cma_tracing", __version__, kwargs.get("meter_provider"), schema_url=_SCHEMA_URL)
+    policy = content_policy(options.capture_content, options.max_content_bytes, options.redact)
+    logger = (
+        get_logger("cma_tracing", __version__, kwargs.get("logger_provider"), schema_url=_SCHEMA_URL)
+        if policy.on_events
+        else None
+    )
+    return Telemetry(tracer, options.child_spans, policy, Metrics(meter), logger)

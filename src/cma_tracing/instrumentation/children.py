@@ -3,19 +3,22 @@
 Each child is timed by when the client saw its events (`processed_at` is a storage stamp) and parented explicitly to
 the turn or to its subagent, never through whatever is current while the app iterates. Open children are held in
 small bounded maps keyed by the event id that will end them; whatever is still open when the turn ends ends with it,
-marked incomplete.
+marked incomplete. Ending a child also records its metric (SPEC §5) and, when content capture is on, its content.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, Optional
+from typing import Any, Final, Mapping, Optional
 
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 from opentelemetry.util.types import AttributeValue
 
 from . import attributes as A
+from .content import CONTENT_TRUNCATED, GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT, tool_value
 from .fields import as_int, get, get_str
+from .metrics import metric_attributes
+from .telemetry import Telemetry
 
 #: Open children of each kind kept per turn; past this, new ones are counted on the turn but get no span.
 MAX_OPEN_CHILDREN: Final = 256
@@ -25,6 +28,18 @@ _TOOL_TYPES: Final = {
     "agent.mcp_tool_use": A.TOOL_TYPE_EXTENSION,
     "agent.custom_tool_use": A.TOOL_TYPE_FUNCTION,
 }
+
+
+class _Child:
+    """An open child span, when it started, and (event modes only) the content to emit when it ends."""
+
+    __slots__ = ("span", "start_ns", "name", "content")
+
+    def __init__(self, span: Span, start_ns: int, name: str = "") -> None:
+        self.span = span
+        self.start_ns = start_ns
+        self.name = name
+        self.content: Optional[dict[str, Any]] = None
 
 
 class _Subagent:
@@ -38,11 +53,23 @@ class _Subagent:
 class TurnChildren:
     """Open child spans of one turn. Called by its `SessionTracker` with the session's lock held."""
 
-    __slots__ = ("_tracer", "_turn_context", "_chat_name", "_chat_attributes", "_requests", "_tools", "_threads")
+    __slots__ = (
+        "_telemetry",
+        "_turn_context",
+        "_chat_name",
+        "_chat_attributes",
+        "_chat_metric_attributes",
+        "_tool_metric_base",
+        "_requests",
+        "_tools",
+        "_threads",
+    )
 
-    def __init__(self, tracer: Tracer, turn_span: Span, model: Optional[str]) -> None:
-        self._tracer = tracer
+    def __init__(self, telemetry: Telemetry, turn_span: Span, start: Mapping[str, Any]) -> None:
+        self._telemetry = telemetry
         self._turn_context = set_span_in_context(turn_span)
+        model = start.get(A.GEN_AI_REQUEST_MODEL)
+        model = model if isinstance(model, str) and model else None
         self._chat_name = f"{A.OP_CHAT} {model}" if model else A.OP_CHAT
         self._chat_attributes: dict[str, AttributeValue] = {
             A.GEN_AI_OPERATION_NAME: A.OP_CHAT,
@@ -50,8 +77,10 @@ class TurnChildren:
         }
         if model:
             self._chat_attributes[A.GEN_AI_REQUEST_MODEL] = model
-        self._requests: dict[str, Span] = {}
-        self._tools: dict[str, Span] = {}
+        self._chat_metric_attributes = metric_attributes(A.OP_CHAT, start)
+        self._tool_metric_base = metric_attributes(A.OP_EXECUTE_TOOL, start)
+        self._requests: dict[str, _Child] = {}
+        self._tools: dict[str, _Child] = {}
         self._threads: dict[str, _Subagent] = {}
 
     # -- model requests ------------------------------------------------------------------------------------------
@@ -59,35 +88,25 @@ class TurnChildren:
     def request_started(self, event_id: Optional[str], thread_id: Optional[str], now_ns: int) -> None:
         if event_id is None or len(self._requests) >= MAX_OPEN_CHILDREN or event_id in self._requests:
             return
-        subagent = self._threads.get(thread_id) if thread_id is not None else None
-        self._requests[event_id] = self._tracer.start_span(
-            self._chat_name if subagent is None else A.OP_CHAT,
-            context=self._parent(thread_id),
-            kind=SpanKind.CLIENT,
-            attributes=self._chat_attributes if subagent is None else _SUBAGENT_CHAT_ATTRIBUTES,
-            start_time=now_ns,
-        )
+        self._requests[event_id] = _Child(self._start_chat(thread_id, now_ns), now_ns)
 
     def request_ended(self, event: Any, thread_id: Optional[str], now_ns: int) -> None:
         start_id = get(event, "model_request_start_id")
-        span = self._requests.pop(start_id, None) if isinstance(start_id, str) else None
-        if span is None:
+        child = self._requests.pop(start_id, None) if isinstance(start_id, str) else None
+        if child is None:
             # Its start was before this process looked (a reconnect): the request still shows, with no duration.
-            subagent = self._threads.get(thread_id) if thread_id is not None else None
-            span = self._tracer.start_span(
-                self._chat_name if subagent is None else A.OP_CHAT,
-                context=self._parent(thread_id),
-                kind=SpanKind.CLIENT,
-                attributes=self._chat_attributes if subagent is None else _SUBAGENT_CHAT_ATTRIBUTES,
-                start_time=now_ns,
-            )
+            child = _Child(self._start_chat(thread_id, now_ns), now_ns)
+        span = child.span
         usage = get(event, "model_usage")
+        input_tokens = output_tokens = 0
         if usage is not None:
             read = as_int(get(usage, "cache_read_input_tokens"))
             write = as_int(get(usage, "cache_creation_input_tokens"))
+            input_tokens = as_int(get(usage, "input_tokens")) + read + write
+            output_tokens = as_int(get(usage, "output_tokens"))
             attrs: dict[str, AttributeValue] = {
-                A.GEN_AI_USAGE_INPUT_TOKENS: as_int(get(usage, "input_tokens")) + read + write,
-                A.GEN_AI_USAGE_OUTPUT_TOKENS: as_int(get(usage, "output_tokens")),
+                A.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
+                A.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens,
                 A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: read,
                 A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: write,
             }
@@ -95,10 +114,25 @@ class TurnChildren:
             if speed:
                 attrs[A.MODEL_REQUEST_SPEED] = speed
             span.set_attributes(attrs)
+        metric_attrs = self._chat_metric_attributes
         if get(event, "is_error") is True:
             span.set_attribute(A.ERROR_TYPE, A.ERROR_TYPE_MODEL_REQUEST)
             span.set_status(Status(StatusCode.ERROR))
+            metric_attrs = {**metric_attrs, A.ERROR_TYPE: A.ERROR_TYPE_MODEL_REQUEST}
         span.end(end_time=now_ns)
+        metrics = self._telemetry.metrics
+        if metrics is not None:
+            metrics.model_request((now_ns - child.start_ns) / 1e9, input_tokens, output_tokens, metric_attrs)
+
+    def _start_chat(self, thread_id: Optional[str], now_ns: int) -> Span:
+        subagent = thread_id is not None and thread_id in self._threads
+        return self._telemetry.tracer.start_span(
+            A.OP_CHAT if subagent else self._chat_name,
+            context=self._parent(thread_id),
+            kind=SpanKind.CLIENT,
+            attributes=_SUBAGENT_CHAT_ATTRIBUTES if subagent else self._chat_attributes,
+            start_time=now_ns,
+        )
 
     # -- tools ---------------------------------------------------------------------------------------------------
 
@@ -121,32 +155,73 @@ class TurnChildren:
             attrs[A.TOOL_PERMISSION] = permission
         if thread_id is not None and thread_id in self._threads:
             attrs[A.SESSION_THREAD_ID] = thread_id
-        self._tools[event_id] = self._tracer.start_span(
-            f"{A.OP_EXECUTE_TOOL} {name}",
-            context=self._parent(thread_id),
-            kind=SpanKind.INTERNAL,
-            attributes=attrs,
-            start_time=now_ns,
+        child = _Child(
+            self._telemetry.tracer.start_span(
+                f"{A.OP_EXECUTE_TOOL} {name}",
+                context=self._parent(thread_id),
+                kind=SpanKind.INTERNAL,
+                attributes=attrs,
+                start_time=now_ns,
+            ),
+            now_ns,
+            name,
         )
+        self._tools[event_id] = child
+        self._record_content(child, GEN_AI_TOOL_CALL_ARGUMENTS, get(event, "input"))
 
-    def tool_finished(self, use_id: Any, is_error: Any, now_ns: int) -> None:
-        span = self._tools.pop(use_id, None) if isinstance(use_id, str) else None
-        if span is None:
+    def tool_finished(self, use_id: Any, is_error: Any, now_ns: int, result: Any = None) -> None:
+        child = self._tools.pop(use_id, None) if isinstance(use_id, str) else None
+        if child is None:
             return
-        if is_error is True:
-            span.set_attribute(A.ERROR_TYPE, A.ERROR_TYPE_TOOL)
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=now_ns)
+        if result is not None:
+            self._record_content(child, GEN_AI_TOOL_CALL_RESULT, result)
+        self._end_tool(child, now_ns, A.ERROR_TYPE_TOOL if is_error is True else None)
 
     def tool_confirmed(self, use_id: Any, result: Any, now_ns: int) -> None:
         """The client's answer to an `ask` tool: recorded on its span; a denial ends it."""
-        span = self._tools.get(use_id) if isinstance(use_id, str) else None
-        if span is None or not isinstance(result, str):
+        child = self._tools.get(use_id) if isinstance(use_id, str) else None
+        if child is None or not isinstance(result, str):
             return
-        span.set_attribute(A.TOOL_CONFIRMATION, result)
+        child.span.set_attribute(A.TOOL_CONFIRMATION, result)
         if result == "deny":
             del self._tools[use_id]
-            span.end(end_time=now_ns)
+            self._end_tool(child, now_ns, None)
+
+    def _end_tool(self, child: _Child, now_ns: int, error_type: Optional[str], incomplete: bool = False) -> None:
+        span = child.span
+        if error_type is not None:
+            span.set_attribute(A.ERROR_TYPE, error_type)
+            span.set_status(Status(StatusCode.ERROR))
+        if incomplete:
+            span.set_attribute(A.SPAN_INCOMPLETE, True)
+        span.end(end_time=now_ns)
+        if child.content:
+            self._telemetry.emit_content(span, child.content, now_ns)
+        metrics = self._telemetry.metrics
+        if metrics is not None:
+            attrs = {**self._tool_metric_base, A.GEN_AI_TOOL_NAME: child.name}
+            if error_type is not None:
+                attrs[A.ERROR_TYPE] = error_type
+            metrics.tool((now_ns - child.start_ns) / 1e9, attrs)
+
+    def _record_content(self, child: _Child, key: str, value: Any) -> None:
+        policy = self._telemetry.content
+        if not policy.enabled or value is None:
+            return
+        encoded = tool_value(policy, value)
+        if encoded is None:
+            return
+        text, truncated = encoded
+        if policy.on_spans:
+            child.span.set_attribute(key, text)
+            if truncated:
+                child.span.set_attribute(CONTENT_TRUNCATED, True)
+        if policy.on_events:
+            if child.content is None:
+                child.content = {A.GEN_AI_TOOL_NAME: child.name}
+            child.content[key] = text
+            if truncated:
+                child.content[CONTENT_TRUNCATED] = True
 
     # -- subagents -----------------------------------------------------------------------------------------------
 
@@ -163,7 +238,7 @@ class TurnChildren:
         }
         if agent_name:
             attrs[A.GEN_AI_AGENT_NAME] = agent_name
-        span = self._tracer.start_span(
+        span = self._telemetry.tracer.start_span(
             f"{A.OP_INVOKE_AGENT} {agent_name}" if agent_name else A.OP_INVOKE_AGENT,
             context=self._turn_context,
             kind=SpanKind.INTERNAL,
@@ -191,11 +266,14 @@ class TurnChildren:
 
     def end_all(self, now_ns: int) -> None:
         """End every child still open, marked incomplete: tools and requests first, their subagents last."""
-        for group in (self._requests, self._tools):
-            for span in group.values():
-                span.set_attribute(A.SPAN_INCOMPLETE, True)
-                span.end(end_time=now_ns)
-            group.clear()
+        for child in self._requests.values():
+            child.span.set_attribute(A.SPAN_INCOMPLETE, True)
+            child.span.end(end_time=now_ns)
+        self._requests.clear()
+        tools = list(self._tools.values())
+        self._tools.clear()
+        for child in tools:
+            self._end_tool(child, now_ns, None, incomplete=True)
         for subagent in self._threads.values():
             subagent.span.set_attribute(A.SPAN_INCOMPLETE, True)
             subagent.span.end(end_time=now_ns)

@@ -35,7 +35,7 @@ EVENT_ROLES: Final[dict[str, Role]] = {
     "user.tool_result": _NONE,
     "user.define_outcome": _NONE,
     # What the agent does.
-    "agent.message": Role(output=True),
+    "agent.message": Role("_on_agent_message", output=True),
     "agent.thinking": Role(output=True),
     "agent.tool_use": Role("_on_tool_use", output=True),
     "agent.mcp_tool_use": Role("_on_tool_use", output=True),

@@ -14,10 +14,10 @@ import time
 from collections import OrderedDict
 from typing import Callable, Final, Generic, Mapping, Optional, TypeVar
 
-from opentelemetry.trace import Tracer
 from opentelemetry.util.types import AttributeValue
 
 from .safety import log_swallowed
+from .telemetry import Telemetry
 from .turns import SessionTracker
 
 #: Sessions whose turn count and agent attributes are remembered after they go idle.
@@ -52,15 +52,8 @@ class LRU(Generic[K, V]):
 class SessionRegistry:
     """Finds the tracker of a session, creating it on first use; ends what is left at shutdown."""
 
-    def __init__(
-        self,
-        tracer: Tracer,
-        orphan_timeout_s: float,
-        max_active: int = MAX_ACTIVE_SESSIONS,
-        child_spans: bool = True,
-    ) -> None:
-        self._tracer = tracer
-        self._child_spans = child_spans
+    def __init__(self, telemetry: Telemetry, orphan_timeout_s: float, max_active: int = MAX_ACTIVE_SESSIONS) -> None:
+        self._telemetry = telemetry
         self._lock = threading.Lock()
         self._active: OrderedDict[str, SessionTracker] = OrderedDict()
         self._max_active = max_active
@@ -82,7 +75,7 @@ class SessionRegistry:
             if tracker is not None and not tracker.retired:
                 self._active.move_to_end(session_id)
                 return tracker
-            tracker = SessionTracker(session_id, self._tracer, self, self._agents.get(session_id), self._child_spans)
+            tracker = SessionTracker(session_id, self._telemetry, self, self._agents.get(session_id))
             tracker.turn_count = self._turn_counts.get(session_id) or 0
             self._active[session_id] = tracker
             if len(self._active) > self._max_active:

@@ -13,12 +13,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Final, Iterable, Mapping, Optional
 
 from opentelemetry import context as otel_context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from . import attributes as A
 from .attributes import StopReason
 from .children import TurnChildren
+from .content import TurnContent
+from .metrics import metric_attributes
+from .telemetry import Telemetry
 from .event_table import EVENT_ROLES, USER_MESSAGE
 from .fields import as_dict, as_int, get, get_str
 from .safety import log_swallowed, never_raises
@@ -81,6 +84,7 @@ class Turn:
         "error_type",
         "last_stream_failed",
         "children",
+        "content",
         "ended",
     )
 
@@ -109,6 +113,7 @@ class Turn:
         self.error_type: Optional[str] = None  # of the latest session.error
         self.last_stream_failed = False
         self.children: Optional[TurnChildren] = None  # None with child_spans=False
+        self.content: Optional[TurnContent] = None  # None unless content capture is on
         self.ended = False
 
 
@@ -121,10 +126,9 @@ class SessionTracker:
     def __init__(
         self,
         session_id: str,
-        tracer: Tracer,
+        telemetry: Telemetry,
         registry: Optional[SessionRegistry] = None,
         start_attributes: Optional[Mapping[str, AttributeValue]] = None,
-        child_spans: bool = True,
     ) -> None:
         self.session_id = session_id
         self.turn: Optional[Turn] = None
@@ -134,9 +138,8 @@ class SessionTracker:
         self.claims = 0  # streams, sends and list pages in progress
         self.retired = False  # dropped from the registry: callers must fetch a fresh tracker
         self.primary_thread: Optional[str] = None  # the coordinator's own thread: not a subagent
-        self._tracer = tracer
+        self._telemetry = telemetry
         self._registry = registry
-        self._child_spans = child_spans
         self._feed_thread: Optional[str] = None  # while routing a thread feed's event: that thread
         self._lock = threading.Lock()
         self._seen: set[str] = set()
@@ -226,6 +229,10 @@ class SessionTracker:
                 if self.turn is not None:
                     self._end(self.turn, StopReason.SUPERSEDED, now_ns)
                 turn = self._open(now_ns, adopting=True)
+                if turn is not None and turn.content is not None:
+                    for event, event_type in zip(events, types):
+                        if event_type == USER_MESSAGE:
+                            turn.content.add_input(event)
                 self._settle()
                 return turn
             turn = self.turn
@@ -408,6 +415,12 @@ class SessionTracker:
             if event_id is not None:
                 new.owned_ids.add(event_id)
             self._anchor(new, event)
+            if new.content is not None:
+                new.content.add_input(event)
+
+    def _on_agent_message(self, turn: Turn, event: Any, now_ns: int) -> None:
+        if turn.content is not None:
+            turn.content.add_output_text(event)
 
     def _on_user_reply(self, turn: Turn, event: Any, now_ns: int) -> None:
         if get(event, "id") not in turn.sent_ids:
@@ -421,7 +434,7 @@ class SessionTracker:
         if children is None:
             return
         if event_type == "user.custom_tool_result":
-            children.tool_finished(get(event, "custom_tool_use_id"), get(event, "is_error"), now_ns)
+            children.tool_finished(get(event, "custom_tool_use_id"), get(event, "is_error"), now_ns, get(event, "content"))
         elif event_type == "user.tool_confirmation":
             children.tool_confirmed(get(event, "tool_use_id"), get(event, "result"), now_ns)
 
@@ -430,6 +443,8 @@ class SessionTracker:
         name = get_str(event, "name")
         if name and name not in turn.tool_names and len(turn.tool_names) < MAX_TOOL_NAMES:
             turn.tool_names.append(name)
+        if turn.content is not None:
+            turn.content.add_tool_call(event)
         children = turn.children
         if children is not None:
             children.tool_used(event, get(event, "type"), get_str(event, "id"), self._thread_of(turn, event, now_ns), now_ns)
@@ -438,7 +453,7 @@ class SessionTracker:
         children = turn.children
         if children is not None:
             use_id = get(event, "tool_use_id") or get(event, "mcp_tool_use_id")
-            children.tool_finished(use_id, get(event, "is_error"), now_ns)
+            children.tool_finished(use_id, get(event, "is_error"), now_ns, get(event, "content"))
 
     def _on_model_request_start(self, turn: Turn, event: Any, now_ns: int) -> None:
         turn.model_requests += 1
@@ -567,7 +582,8 @@ class SessionTracker:
         attributes[A.TURN_INDEX] = self.turn_count
         agent_name = attributes.get(A.GEN_AI_AGENT_NAME)
         name = f"{A.OP_INVOKE_AGENT} {agent_name}" if agent_name else A.OP_INVOKE_AGENT
-        span = self._tracer.start_span(
+        telemetry = self._telemetry
+        span = telemetry.tracer.start_span(
             name,
             context=otel_context.get_current(),
             kind=SpanKind.CLIENT,
@@ -575,9 +591,10 @@ class SessionTracker:
             start_time=now_ns,
         )
         turn = Turn(span, self.turn_count, now_ns, adopting)
-        if self._child_spans:
-            model = attributes.get(A.GEN_AI_REQUEST_MODEL)
-            turn.children = TurnChildren(self._tracer, span, model if isinstance(model, str) else None)
+        if telemetry.child_spans:
+            turn.children = TurnChildren(telemetry, span, attributes)
+        if telemetry.content.enabled:
+            turn.content = TurnContent(telemetry.content)
         self.turn = turn
         if self._registry is not None:
             self._registry.turn_opened(self)
@@ -605,18 +622,41 @@ class SessionTracker:
                 turn.children.end_all(max(end_ns, turn.start_ns))
         except Exception:
             log_swallowed("TurnChildren.end_all")
+        end_ns = max(end_ns, turn.start_ns)
+        content: Mapping[str, Any] = {}
         try:
-            span.set_attributes(_end_attributes(turn, reason))
+            end_attributes = _end_attributes(turn, reason)
+            span.set_attributes(end_attributes)
             if error_type is not None:
                 span.set_attribute(A.ERROR_TYPE, error_type)
                 description = str(error) if error is not None else error_type
                 span.set_status(Status(StatusCode.ERROR, description[:1024]))
             elif ok:
                 span.set_status(Status(StatusCode.OK))
+            if turn.content is not None:
+                finish = end_attributes.get(A.GEN_AI_RESPONSE_FINISH_REASONS)
+                content = turn.content.messages(finish[0] if isinstance(finish, list) else None)
+                if turn.content.policy.on_spans:
+                    span.set_attributes(content)
         except Exception:
             log_swallowed("SessionTracker._end")
         finally:
-            span.end(end_time=max(end_ns, turn.start_ns))
+            span.end(end_time=end_ns)
+        try:
+            self._record_turn(turn, end_ns, error_type, content)
+        except Exception:
+            log_swallowed("SessionTracker._record_turn")
+
+    def _record_turn(self, turn: Turn, end_ns: int, error_type: Optional[str], content: Mapping[str, Any]) -> None:
+        """The turn's metrics and, in event modes, its content as a log record."""
+        telemetry = self._telemetry
+        if content and telemetry.content.on_events:
+            telemetry.emit_content(turn.span, content, end_ns)
+        if telemetry.metrics is not None:
+            start = {**self._start_attributes}
+            extra: dict[str, AttributeValue] = {A.ERROR_TYPE: error_type} if error_type else {}
+            ttfc = (turn.first_output_ns - turn.start_ns) / 1e9 if turn.first_output_ns else None
+            telemetry.metrics.turn((end_ns - turn.start_ns) / 1e9, ttfc, metric_attributes(A.OP_INVOKE_AGENT, start, **extra))
 
     def _settle(self) -> None:
         """Tell the registry what the session needs now: an orphan watch, or nothing at all."""

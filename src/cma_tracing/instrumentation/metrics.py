@@ -1,0 +1,73 @@
+"""The four GenAI histograms of SPEC §5, with the semantic conventions' units and bucket advisories."""
+
+from __future__ import annotations
+
+from typing import Any, Final, Mapping, Optional
+
+from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.util.types import AttributeValue
+
+from . import attributes as A
+
+#: 0.01 s … 81.92 s, doubling.
+DURATION_BUCKETS: Final = [0.01 * 2**i for i in range(14)]
+#: 1 … 67,108,864 tokens, ×4.
+TOKEN_BUCKETS: Final = [4**i for i in range(14)]
+
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+
+
+class Metrics:
+    """Records turn, model request and tool measurements. Every method is called with telemetry errors caught."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.operation_duration: Histogram = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="Duration of GenAI operations: agent turns and model requests",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.token_usage: Histogram = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Tokens used per model request",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self.time_to_first_chunk: Histogram = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time from a turn's start to the agent's first output",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.tool_duration: Histogram = meter.create_histogram(
+            "gen_ai.execute_tool.duration",
+            unit="s",
+            description="Duration of tool calls",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+
+    def turn(self, seconds: float, ttfc: Optional[float], attributes: Mapping[str, AttributeValue]) -> None:
+        self.operation_duration.record(seconds, attributes)
+        if ttfc is not None:
+            self.time_to_first_chunk.record(ttfc, attributes)
+
+    def model_request(
+        self, seconds: float, input_tokens: int, output_tokens: int, attributes: Mapping[str, AttributeValue]
+    ) -> None:
+        self.operation_duration.record(seconds, attributes)
+        self.token_usage.record(input_tokens, {**attributes, GEN_AI_TOKEN_TYPE: "input"})
+        self.token_usage.record(output_tokens, {**attributes, GEN_AI_TOKEN_TYPE: "output"})
+
+    def tool(self, seconds: float, attributes: Mapping[str, AttributeValue]) -> None:
+        self.tool_duration.record(seconds, attributes)
+
+
+def metric_attributes(operation: str, start: Mapping[str, Any], **extra: AttributeValue) -> dict[str, AttributeValue]:
+    """The low-cardinality attributes metrics carry: operation, provider, model, agent name (+ tool, error)."""
+    attrs: dict[str, AttributeValue] = {A.GEN_AI_OPERATION_NAME: operation, A.GEN_AI_PROVIDER_NAME: A.PROVIDER}
+    for key in (A.GEN_AI_REQUEST_MODEL, A.GEN_AI_AGENT_NAME):
+        value = start.get(key)
+        if isinstance(value, str) and value:
+            attrs[key] = value
+    attrs.update(extra)
+    return attrs
