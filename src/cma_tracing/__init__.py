@@ -17,12 +17,13 @@ def instrument(
     logger_provider: Any = None,
     capture_content: Optional[Union[bool, str]] = None,
     max_content_bytes: Optional[int] = None,
-    child_spans: bool = True,
-    orphan_timeout_s: float = 300,
+    child_spans: Optional[bool] = None,
+    orphan_timeout_s: Optional[float] = None,
     redact: Optional[Callable[[Any], Any]] = None,
-    fetch_subthreads: bool = False,
+    fetch_subthreads: Optional[bool] = None,
 ) -> ClaudeManagedAgentsInstrumentor:
-    """Patch the `anthropic` SDK and return the instrumentor. `None` means the global providers and the environment.
+    """Patch the `anthropic` SDK and return the instrumentor. `None` means the global providers and the environment,
+    then the defaults: `child_spans=True`, `orphan_timeout_s=300`, `fetch_subthreads=False`, content off.
 
     Idempotent: a second call while instrumented changes nothing (OpenTelemetry logs a warning); to reconfigure,
     `uninstrument()` first.

@@ -8,7 +8,6 @@ recorded value is a compact JSON string cut at `max_content_bytes` on a UTF-8 bo
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -154,8 +153,11 @@ def plain(value: Any) -> Any:
             return dump(mode="json", exclude_none=True)
         except Exception:
             return str(value)
-    if isinstance(value, (list, dict)):
-        return copy.deepcopy(value)  # the app's own objects are never handed to `redact`
+    # New containers all the way down: the app's own objects are never handed to `redact`.
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 

@@ -1,0 +1,106 @@
+"""SPEC §5: the four histograms, read back with an in-memory reader for a scripted session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from cma_tracing.instrumentation.metrics import DURATION_BUCKETS, TOKEN_BUCKETS
+from tests.support import events as ev
+from tests.support.loopback import Event, FakeCMAServer
+from tests.support.scenarios import message
+
+MODEL = "claude-haiku-4-5"
+
+
+def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    data = reader.get_metrics_data()
+    found: dict[str, list[Any]] = {}
+    units: dict[str, str] = {}
+    for resource in data.resource_metrics if data else []:
+        for scope in resource.scope_metrics:
+            if scope.scope.name != "cma_tracing":
+                continue
+            for metric in scope.metrics:
+                units[metric.name] = metric.unit
+                found.setdefault(metric.name, []).extend(metric.data.data_points)
+    found["_units"] = [units]
+    return found
+
+
+def test_histograms_for_a_scripted_session(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    reader = InMemoryMetricReader()
+    instrument(meter_provider=MeterProvider(metric_readers=[reader]))
+    server.set_session("sesn_m")
+    loop_client.beta.sessions.retrieve("sesn_m")  # the agent's name and model
+    agent = loop_client.beta.sessions.retrieve("sesn_m").agent.name
+    first, second = ev.request_start(), ev.request_start()
+    use = ev.tool_use("bash")
+    failing = ev.tool_use("web_fetch")
+    script = [
+        Event(ev.running()), Event(ev.user_message("sevt_u")), Event(first),
+        Event(ev.event("agent.thinking"), 0.1),
+        Event(use), Event(failing), Event(ev.request_end(first["id"], 100, 10, read=20, write=5), 0.05),
+        Event(ev.tool_result(use["id"]), 0.2),
+        Event(ev.event("agent.tool_result", tool_use_id=failing["id"], is_error=True, content=[])),
+        Event(second), Event(ev.agent_message()), Event(ev.request_end(second["id"], 200, 20)),
+        Event(ev.idle()),
+    ]
+    server.queue_send("sesn_m", ["sevt_u"])
+    server.queue_stream("sesn_m", script)
+    loop_client.beta.sessions.events.send("sesn_m", events=[message()])
+    for event in loop_client.beta.sessions.events.stream("sesn_m"):
+        if event.type == "session.status_idle":
+            break
+
+    found = points(reader)
+    units = found["_units"][0]
+    assert units == {
+        "gen_ai.client.operation.duration": "s",
+        "gen_ai.client.token.usage": "{token}",
+        "gen_ai.client.operation.time_to_first_chunk": "s",
+        "gen_ai.execute_tool.duration": "s",
+    }
+    durations = {p.attributes["gen_ai.operation.name"]: p for p in found["gen_ai.client.operation.duration"]}
+    turn = durations["invoke_agent"]
+    assert turn.count == 1 and turn.sum == pytest.approx(0.35, abs=0.05)
+    assert dict(turn.attributes) == {
+        "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": MODEL, "gen_ai.agent.name": agent,
+    }
+    assert list(turn.explicit_bounds) == pytest.approx(DURATION_BUCKETS)
+    assert durations["chat"].count == 2
+    tokens = {p.attributes["gen_ai.token.type"]: p for p in found["gen_ai.client.token.usage"]}
+    assert (tokens["input"].count, tokens["input"].sum) == (2, 125 + 200)
+    assert (tokens["output"].count, tokens["output"].sum) == (2, 30)
+    assert tokens["input"].attributes["gen_ai.operation.name"] == "chat"
+    assert list(tokens["input"].explicit_bounds) == TOKEN_BUCKETS
+    (ttfc,) = found["gen_ai.client.operation.time_to_first_chunk"]
+    assert ttfc.count == 1 and ttfc.sum == pytest.approx(0.1, abs=0.05)
+    tools = {p.attributes["gen_ai.tool.name"]: p for p in found["gen_ai.execute_tool.duration"]}
+    assert tools["bash"].count == 1 and tools["bash"].sum == pytest.approx(0.25, abs=0.05)
+    assert "error.type" not in tools["bash"].attributes
+    assert tools["web_fetch"].attributes["error.type"] == "tool_error"
+    assert tools["web_fetch"].attributes["gen_ai.operation.name"] == "execute_tool"
+
+
+def test_a_failed_turn_records_its_error_type(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    reader = InMemoryMetricReader()
+    instrument(meter_provider=MeterProvider(metric_readers=[reader]))
+    server.queue_send("sesn_f", ["sevt_u"])
+    server.queue_stream("sesn_f", [Event(e) for e in [ev.running(), ev.user_message("sevt_u"), ev.session_error("billing_error", "terminal"), ev.event("session.status_terminated")]])
+    loop_client.beta.sessions.events.send("sesn_f", events=[message()])
+    for event in loop_client.beta.sessions.events.stream("sesn_f"):
+        if event.type == "session.status_terminated":
+            break
+    (turn,) = points(reader)["gen_ai.client.operation.duration"]
+    assert turn.attributes["error.type"] == "billing_error"
+    assert "gen_ai.client.operation.time_to_first_chunk" not in points(reader)
