@@ -16,8 +16,8 @@ from opentelemetry.util.types import AttributeValue
 
 from . import attributes as A
 from .content import CONTENT_TRUNCATED, GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT, tool_value
-from .fields import as_int, get, get_str
-from .metrics import metric_attributes
+from .fields import get, get_str
+from .metrics import MetricAttributes, metric_attributes
 from .telemetry import Telemetry
 
 #: Open children of each kind kept per turn; past this, new ones are counted on the turn but get no span.
@@ -50,35 +50,35 @@ class _Subagent:
         self.context = set_span_in_context(span)
 
 
-class TurnChildren:
-    """Open child spans of one turn. Called by its `SessionTracker` with the session's lock held."""
+class ChildTemplates:
+    """What every child of a session's turns shares, computed once per change of the agent's attributes."""
 
-    __slots__ = (
-        "_telemetry",
-        "_turn_context",
-        "_chat_name",
-        "_chat_attributes",
-        "_chat_metric_attributes",
-        "_tool_metric_base",
-        "_requests",
-        "_tools",
-        "_threads",
-    )
+    __slots__ = ("chat_name", "chat_attributes", "chat_metric_attributes", "chat_metrics", "tool_metric_base")
 
-    def __init__(self, telemetry: Telemetry, turn_span: Span, start: Mapping[str, Any]) -> None:
-        self._telemetry = telemetry
-        self._turn_context = set_span_in_context(turn_span)
+    def __init__(self, start: Mapping[str, Any]) -> None:
         model = start.get(A.GEN_AI_REQUEST_MODEL)
         model = model if isinstance(model, str) and model else None
-        self._chat_name = f"{A.OP_CHAT} {model}" if model else A.OP_CHAT
-        self._chat_attributes: dict[str, AttributeValue] = {
+        self.chat_name = f"{A.OP_CHAT} {model}" if model else A.OP_CHAT
+        self.chat_attributes: dict[str, AttributeValue] = {
             A.GEN_AI_OPERATION_NAME: A.OP_CHAT,
             A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
         }
         if model:
-            self._chat_attributes[A.GEN_AI_REQUEST_MODEL] = model
-        self._chat_metric_attributes = metric_attributes(A.OP_CHAT, start)
-        self._tool_metric_base = metric_attributes(A.OP_EXECUTE_TOOL, start)
+            self.chat_attributes[A.GEN_AI_REQUEST_MODEL] = model
+        self.chat_metric_attributes = metric_attributes(A.OP_CHAT, start)
+        self.chat_metrics = MetricAttributes(self.chat_metric_attributes)
+        self.tool_metric_base = metric_attributes(A.OP_EXECUTE_TOOL, start)
+
+
+class TurnChildren:
+    """Open child spans of one turn. Called by its `SessionTracker` with the session's lock held."""
+
+    __slots__ = ("_telemetry", "_turn_context", "_templates", "_requests", "_tools", "_threads")
+
+    def __init__(self, telemetry: Telemetry, turn_span: Span, templates: ChildTemplates) -> None:
+        self._telemetry = telemetry
+        self._turn_context = set_span_in_context(turn_span)
+        self._templates = templates
         self._requests: dict[str, _Child] = {}
         self._tools: dict[str, _Child] = {}
         self._threads: dict[str, _Subagent] = {}
@@ -90,47 +90,51 @@ class TurnChildren:
             return
         self._requests[event_id] = _Child(self._start_chat(thread_id, now_ns), now_ns)
 
-    def request_ended(self, event: Any, thread_id: Optional[str], now_ns: int) -> None:
-        start_id = get(event, "model_request_start_id")
+    def request_ended(
+        self,
+        start_id: Any,
+        usage: Any,
+        tokens: tuple[int, int, int, int],
+        is_error: bool,
+        thread_id: Optional[str],
+        now_ns: int,
+    ) -> None:
+        """`tokens` is (input including cache, output, cache read, cache write), as the tracker summed them."""
         child = self._requests.pop(start_id, None) if isinstance(start_id, str) else None
         if child is None:
             # Its start was before this process looked (a reconnect): the request still shows, with no duration.
             child = _Child(self._start_chat(thread_id, now_ns), now_ns)
         span = child.span
-        usage = get(event, "model_usage")
-        input_tokens = output_tokens = 0
-        if usage is not None:
-            read = as_int(get(usage, "cache_read_input_tokens"))
-            write = as_int(get(usage, "cache_creation_input_tokens"))
-            input_tokens = as_int(get(usage, "input_tokens")) + read + write
-            output_tokens = as_int(get(usage, "output_tokens"))
+        if usage is not None and span.is_recording():
             attrs: dict[str, AttributeValue] = {
-                A.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
-                A.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens,
-                A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: read,
-                A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: write,
+                A.GEN_AI_USAGE_INPUT_TOKENS: tokens[0],
+                A.GEN_AI_USAGE_OUTPUT_TOKENS: tokens[1],
+                A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: tokens[2],
+                A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: tokens[3],
             }
             speed = get_str(usage, "speed")
             if speed:
                 attrs[A.MODEL_REQUEST_SPEED] = speed
             span.set_attributes(attrs)
-        metric_attrs = self._chat_metric_attributes
-        if get(event, "is_error") is True:
+        templates = self._templates
+        if is_error:
             span.set_attribute(A.ERROR_TYPE, A.ERROR_TYPE_MODEL_REQUEST)
             span.set_status(Status(StatusCode.ERROR))
-            metric_attrs = {**metric_attrs, A.ERROR_TYPE: A.ERROR_TYPE_MODEL_REQUEST}
         span.end(end_time=now_ns)
         metrics = self._telemetry.metrics
         if metrics is not None:
-            metrics.model_request((now_ns - child.start_ns) / 1e9, input_tokens, output_tokens, metric_attrs)
+            if is_error:
+                metrics.model_request_failed((now_ns - child.start_ns) / 1e9, tokens[0], tokens[1], templates.chat_metric_attributes)
+            else:
+                metrics.model_request((now_ns - child.start_ns) / 1e9, tokens[0], tokens[1], templates.chat_metrics)
 
     def _start_chat(self, thread_id: Optional[str], now_ns: int) -> Span:
         subagent = thread_id is not None and thread_id in self._threads
         return self._telemetry.tracer.start_span(
-            A.OP_CHAT if subagent else self._chat_name,
+            A.OP_CHAT if subagent else self._templates.chat_name,
             context=self._parent(thread_id),
             kind=SpanKind.CLIENT,
-            attributes=_SUBAGENT_CHAT_ATTRIBUTES if subagent else self._chat_attributes,
+            attributes=_SUBAGENT_CHAT_ATTRIBUTES if subagent else self._templates.chat_attributes,
             start_time=now_ns,
         )
 
@@ -140,6 +144,7 @@ class TurnChildren:
         if event_id is None or len(self._tools) >= MAX_OPEN_CHILDREN or event_id in self._tools:
             return
         name = get_str(event, "name") or "unknown"
+        span_name = f"{A.OP_EXECUTE_TOOL} {name}"
         attrs: dict[str, AttributeValue] = {
             A.GEN_AI_OPERATION_NAME: A.OP_EXECUTE_TOOL,
             A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
@@ -157,7 +162,7 @@ class TurnChildren:
             attrs[A.SESSION_THREAD_ID] = thread_id
         child = _Child(
             self._telemetry.tracer.start_span(
-                f"{A.OP_EXECUTE_TOOL} {name}",
+                span_name,
                 context=self._parent(thread_id),
                 kind=SpanKind.INTERNAL,
                 attributes=attrs,
@@ -199,7 +204,7 @@ class TurnChildren:
             self._telemetry.emit_content(span, child.content, now_ns)
         metrics = self._telemetry.metrics
         if metrics is not None:
-            attrs = {**self._tool_metric_base, A.GEN_AI_TOOL_NAME: child.name}
+            attrs = {**self._templates.tool_metric_base, A.GEN_AI_TOOL_NAME: child.name}
             if error_type is not None:
                 attrs[A.ERROR_TYPE] = error_type
             metrics.tool((now_ns - child.start_ns) / 1e9, attrs)

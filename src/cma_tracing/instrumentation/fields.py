@@ -9,10 +9,27 @@ from __future__ import annotations
 from typing import Any
 
 
+_MISSING: Any = object()
+
+
 def get(obj: Any, name: str, default: Any = None) -> Any:
-    """`obj.name` for models, `obj[name]` for dicts; `default` when absent or unreadable."""
+    """`obj.name` for models, `obj[name]` for dicts; `default` when absent or unreadable.
+
+    Pydantic models keep their fields in `__dict__` and unknown fields in `__pydantic_extra__`; reading those
+    directly skips the exception a missing attribute costs through `getattr` (microseconds, on the hot path).
+    """
     if obj.__class__ is dict:
         return obj.get(name, default)
+    try:
+        value = obj.__dict__.get(name, _MISSING)
+        if value is not _MISSING:
+            return value
+        extra = obj.__pydantic_extra__
+        return extra.get(name, default) if extra else default
+    except AttributeError:
+        pass
+    except Exception:
+        return default
     try:
         return getattr(obj, name, default)
     except Exception:
@@ -31,6 +48,17 @@ def as_int(value: Any) -> int:
     if isinstance(value, float) and value == value and abs(value) < 1e18:
         return int(value)
     return 0
+
+
+def items(obj: Any) -> list[tuple[Any, Any]]:
+    """The fields of a dict or a pydantic model (its unknown ones included), without copying nested values."""
+    if obj.__class__ is dict:
+        return list(obj.items())
+    fields = getattr(obj, "__dict__", None)
+    if not isinstance(fields, dict):
+        return []
+    extra = getattr(obj, "__pydantic_extra__", None)
+    return list(fields.items()) + list(extra.items()) if extra else list(fields.items())
 
 
 def as_dict(obj: Any) -> dict[str, Any] | None:

@@ -51,15 +51,31 @@ class Metrics:
         if ttfc is not None:
             self.time_to_first_chunk.record(ttfc, attributes)
 
-    def model_request(
+    def model_request(self, seconds: float, input_tokens: int, output_tokens: int, attributes: MetricAttributes) -> None:
+        self.operation_duration.record(seconds, attributes.operation)
+        self.token_usage.record(input_tokens, attributes.input)
+        self.token_usage.record(output_tokens, attributes.output)
+
+    def model_request_failed(
         self, seconds: float, input_tokens: int, output_tokens: int, attributes: Mapping[str, AttributeValue]
     ) -> None:
-        self.operation_duration.record(seconds, attributes)
-        self.token_usage.record(input_tokens, {**attributes, GEN_AI_TOKEN_TYPE: "input"})
-        self.token_usage.record(output_tokens, {**attributes, GEN_AI_TOKEN_TYPE: "output"})
+        self.model_request(
+            seconds, input_tokens, output_tokens, MetricAttributes({**attributes, A.ERROR_TYPE: A.ERROR_TYPE_MODEL_REQUEST})
+        )
 
     def tool(self, seconds: float, attributes: Mapping[str, AttributeValue]) -> None:
         self.tool_duration.record(seconds, attributes)
+
+
+class MetricAttributes:
+    """A model request's three attribute sets, built once per agent rather than per request."""
+
+    __slots__ = ("operation", "input", "output")
+
+    def __init__(self, operation: Mapping[str, AttributeValue]) -> None:
+        self.operation = dict(operation)
+        self.input = {**operation, GEN_AI_TOKEN_TYPE: "input"}
+        self.output = {**operation, GEN_AI_TOKEN_TYPE: "output"}
 
 
 def metric_attributes(operation: str, start: Mapping[str, Any], **extra: AttributeValue) -> dict[str, AttributeValue]:

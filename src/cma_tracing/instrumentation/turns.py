@@ -18,12 +18,12 @@ from opentelemetry.util.types import AttributeValue
 
 from . import attributes as A
 from .attributes import StopReason
-from .children import TurnChildren
+from .children import ChildTemplates, TurnChildren
 from .content import TurnContent
 from .metrics import metric_attributes
 from .telemetry import Telemetry
 from .event_table import EVENT_ROLES, USER_MESSAGE
-from .fields import as_dict, as_int, get, get_str
+from .fields import as_int, get, get_str, items
 from .safety import log_swallowed, never_raises
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class Turn:
         self.ended = False
 
 
-Handler = Callable[["SessionTracker", Turn, Any, int], None]
+Handler = Callable[["SessionTracker", Turn, Any, Optional[str], int], None]
 
 
 class SessionTracker:
@@ -152,13 +152,17 @@ class SessionTracker:
             A.HTTP_ROUTE: A.HTTP_ROUTE_EVENTS,
         }
         self._start_attributes: dict[str, AttributeValue] = dict(start_attributes or {})
+        self._templates: Optional[_Templates] = None  # what every turn of the session shares, made on first use
 
     # -- what the patchers call ------------------------------------------------------------------------------
 
     @never_raises
     def update_start_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         """Agent and client attributes for turns opened from now on (they are read at turn start)."""
-        self._start_attributes.update(attributes)
+        current = self._start_attributes
+        if any(current.get(key) != value for key, value in attributes.items()):
+            current.update(attributes)
+            self._templates = None
 
     def on_event(self, event: Any, now_ns: int) -> None:
         """One event read from a stream, at the time the client saw it. Never raises.
@@ -371,7 +375,7 @@ class SessionTracker:
                 if turn is None or event_id not in turn.owned_ids:
                     return
             else:
-                handler(self, turn, event, now_ns)
+                handler(self, turn, event, event_id, now_ns)
                 turn = self.turn
             handler = None
         if turn is None:
@@ -387,7 +391,7 @@ class SessionTracker:
         if span_event:
             turn.span.add_event(event_type, _span_event_attributes(event), now_ns)
         if handler is not None:
-            handler(self, turn, event, now_ns)
+            handler(self, turn, event, event_id, now_ns)
 
     def _remember(self, event_id: str) -> None:
         seen = self._seen
@@ -398,8 +402,7 @@ class SessionTracker:
 
     # -- handlers (lock held; `turn` is None only for user.message) -------------------------------------------
 
-    def _on_user_message(self, turn: Optional[Turn], event: Any, now_ns: int) -> None:
-        event_id = get_str(event, "id")
+    def _on_user_message(self, turn: Optional[Turn], event: Any, event_id: Optional[str], now_ns: int) -> None:
         if turn is not None:
             if event_id is not None and event_id in turn.owned_ids:
                 self._anchor(turn, event)
@@ -418,12 +421,12 @@ class SessionTracker:
             if new.content is not None:
                 new.content.add_input(event)
 
-    def _on_agent_message(self, turn: Turn, event: Any, now_ns: int) -> None:
+    def _on_agent_message(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         if turn.content is not None:
             turn.content.add_output_text(event)
 
-    def _on_user_reply(self, turn: Turn, event: Any, now_ns: int) -> None:
-        if get(event, "id") not in turn.sent_ids:
+    def _on_user_reply(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
+        if event_id not in turn.sent_ids:
             event_type = get(event, "type")
             turn.span.add_event(event_type, _reply_attributes(event), now_ns)
             self._answer_tool(turn, event, event_type, now_ns)
@@ -438,7 +441,7 @@ class SessionTracker:
         elif event_type == "user.tool_confirmation":
             children.tool_confirmed(get(event, "tool_use_id"), get(event, "result"), now_ns)
 
-    def _on_tool_use(self, turn: Turn, event: Any, now_ns: int) -> None:
+    def _on_tool_use(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         turn.tool_calls += 1
         name = get_str(event, "name")
         if name and name not in turn.tool_names and len(turn.tool_names) < MAX_TOOL_NAMES:
@@ -447,46 +450,46 @@ class SessionTracker:
             turn.content.add_tool_call(event)
         children = turn.children
         if children is not None:
-            children.tool_used(event, get(event, "type"), get_str(event, "id"), self._thread_of(turn, event, now_ns), now_ns)
+            children.tool_used(event, get(event, "type"), event_id, self._thread_of(turn, event, now_ns), now_ns)
 
-    def _on_tool_result(self, turn: Turn, event: Any, now_ns: int) -> None:
+    def _on_tool_result(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         children = turn.children
         if children is not None:
             use_id = get(event, "tool_use_id") or get(event, "mcp_tool_use_id")
             children.tool_finished(use_id, get(event, "is_error"), now_ns, get(event, "content"))
 
-    def _on_model_request_start(self, turn: Turn, event: Any, now_ns: int) -> None:
+    def _on_model_request_start(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         turn.model_requests += 1
-        event_id = get_str(event, "id")
         if event_id is not None and len(turn.open_requests) < MAX_OPEN_REQUESTS:
             turn.open_requests.add(event_id)
         children = turn.children
         if children is not None:
             children.request_started(event_id, self._thread_of(turn, event, now_ns), now_ns)
 
-    def _on_model_request_end(self, turn: Turn, event: Any, now_ns: int) -> None:
+    def _on_model_request_end(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         start_id = get(event, "model_request_start_id")
         if start_id in turn.open_requests:
             turn.open_requests.discard(start_id)
         else:
             turn.model_requests += 1  # its start was before this process looked, or lost
+        usage = get(event, "model_usage")
+        tokens = _NO_TOKENS
+        if usage is not None:
+            read = as_int(get(usage, "cache_read_input_tokens"))
+            write = as_int(get(usage, "cache_creation_input_tokens"))
+            tokens = (as_int(get(usage, "input_tokens")) + read + write, as_int(get(usage, "output_tokens")), read, write)
+            turn.input_tokens += tokens[0]
+            turn.output_tokens += tokens[1]
+            turn.cache_read_tokens += read
+            turn.cache_write_tokens += write
         children = turn.children
         if children is not None:
-            children.request_ended(event, self._thread_of(turn, event, now_ns), now_ns)
-        usage = get(event, "model_usage")
-        if usage is None:
-            return
-        cache_read = as_int(get(usage, "cache_read_input_tokens"))
-        cache_write = as_int(get(usage, "cache_creation_input_tokens"))
-        turn.input_tokens += as_int(get(usage, "input_tokens")) + cache_read + cache_write
-        turn.output_tokens += as_int(get(usage, "output_tokens"))
-        turn.cache_read_tokens += cache_read
-        turn.cache_write_tokens += cache_write
+            children.request_ended(start_id, usage, tokens, get(event, "is_error") is True, self._thread_of(turn, event, now_ns), now_ns)
 
-    def _on_running(self, turn: Turn, event: Any, now_ns: int) -> None:
+    def _on_running(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         turn.waiting = False
 
-    def _on_idle(self, turn: Turn, event: Any, now_ns: int) -> None:
+    def _on_idle(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         stop = get(event, "stop_reason")
         reason = get_str(stop, "type") if stop is not None else None
         if reason == StopReason.REQUIRES_ACTION:
@@ -500,13 +503,13 @@ class SessionTracker:
         else:
             self._end(turn, reason, now_ns)
 
-    def _on_terminated(self, turn: Turn, event: Any, now_ns: int) -> None:
+    def _on_terminated(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         self._end(turn, StopReason.TERMINATED, now_ns, error_type=turn.error_type)
 
-    def _on_deleted(self, turn: Turn, event: Any, now_ns: int) -> None:
+    def _on_deleted(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         self._end(turn, StopReason.DELETED, now_ns)
 
-    def _on_session_error(self, turn: Turn, event: Any, now_ns: int) -> None:
+    def _on_session_error(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         error = get(event, "error")
         error_type = get_str(error, "type") if error is not None else None
         turn.error_type = error_type or A.ERROR_TYPE_OTHER
@@ -520,10 +523,10 @@ class SessionTracker:
             attrs["retry_status"] = retry_type
         turn.span.add_event("session.error", attrs, now_ns)
 
-    def _on_usage(self, turn: Turn, event: Any, now_ns: int) -> None:
+    def _on_usage(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         turn.usage = get(event, "usage")
 
-    def _on_thread_created(self, turn: Turn, event: Any, now_ns: int) -> None:
+    def _on_thread_created(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         thread_id = get_str(event, "session_thread_id")
         children = turn.children
         if thread_id is None or children is None or thread_id == self.primary_thread:
@@ -533,7 +536,7 @@ class SessionTracker:
         else:
             children.thread_started(thread_id, get_str(event, "agent_name"), now_ns)
 
-    def _on_thread_status(self, turn: Turn, event: Any, now_ns: int) -> None:
+    def _on_thread_status(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         thread_id = get_str(event, "session_thread_id") or self._feed_thread
         children = turn.children
         if thread_id is None or children is None:
@@ -560,8 +563,10 @@ class SessionTracker:
 
     def _thread_of(self, turn: Turn, event: Any, now_ns: int) -> Optional[str]:
         """The subagent thread an event belongs to (its span started if need be), or None for the coordinator."""
-        thread_id = get_str(event, "session_thread_id") or self._feed_thread
+        thread_id = self._feed_thread or get(event, "session_thread_id")
         if thread_id is None or thread_id == self.primary_thread or turn.children is None:
+            return None
+        if not isinstance(thread_id, str):
             return None
         if not turn.children.has_thread(thread_id):
             # Only a subagent's events carry a thread id on the session's stream (cross-posted blocking calls).
@@ -576,15 +581,15 @@ class SessionTracker:
             turn.anchor = at
 
     def _open(self, now_ns: int, adopting: bool) -> Optional[Turn]:
-        attributes = dict(self._base_attributes)
-        attributes.update(self._start_attributes)
+        templates = self._templates
+        if templates is None:
+            templates = self._templates = _Templates(self._base_attributes, self._start_attributes)
+        attributes = dict(templates.turn_attributes)
         self.turn_count += 1
         attributes[A.TURN_INDEX] = self.turn_count
-        agent_name = attributes.get(A.GEN_AI_AGENT_NAME)
-        name = f"{A.OP_INVOKE_AGENT} {agent_name}" if agent_name else A.OP_INVOKE_AGENT
         telemetry = self._telemetry
         span = telemetry.tracer.start_span(
-            name,
+            templates.turn_name,
             context=otel_context.get_current(),
             kind=SpanKind.CLIENT,
             attributes=attributes,
@@ -592,7 +597,7 @@ class SessionTracker:
         )
         turn = Turn(span, self.turn_count, now_ns, adopting)
         if telemetry.child_spans:
-            turn.children = TurnChildren(telemetry, span, attributes)
+            turn.children = TurnChildren(telemetry, span, templates.children)
         if telemetry.content.enabled:
             turn.content = TurnContent(telemetry.content)
         self.turn = turn
@@ -625,7 +630,7 @@ class SessionTracker:
         end_ns = max(end_ns, turn.start_ns)
         content: Mapping[str, Any] = {}
         try:
-            end_attributes = _end_attributes(turn, reason)
+            end_attributes = _end_attributes(turn, reason) if turn.content is not None or span.is_recording() else {}
             span.set_attributes(end_attributes)
             if error_type is not None:
                 span.set_attribute(A.ERROR_TYPE, error_type)
@@ -653,10 +658,11 @@ class SessionTracker:
         if content and telemetry.content.on_events:
             telemetry.emit_content(turn.span, content, end_ns)
         if telemetry.metrics is not None:
-            start = {**self._start_attributes}
-            extra: dict[str, AttributeValue] = {A.ERROR_TYPE: error_type} if error_type else {}
+            attrs = self._templates.turn_metric_attributes if self._templates is not None else {}
+            if error_type:
+                attrs = {**attrs, A.ERROR_TYPE: error_type}
             ttfc = (turn.first_output_ns - turn.start_ns) / 1e9 if turn.first_output_ns else None
-            telemetry.metrics.turn((end_ns - turn.start_ns) / 1e9, ttfc, metric_attributes(A.OP_INVOKE_AGENT, start, **extra))
+            telemetry.metrics.turn((end_ns - turn.start_ns) / 1e9, ttfc, attrs)
 
     def _settle(self) -> None:
         """Tell the registry what the session needs now: an orphan watch, or nothing at all."""
@@ -668,6 +674,22 @@ class SessionTracker:
             self.retired = True
             self._registry.session_idle(self)
 
+
+class _Templates:
+    """The turn span's name and start attributes, and its children's templates, for the current agent attributes."""
+
+    __slots__ = ("turn_name", "turn_attributes", "turn_metric_attributes", "children")
+
+    def __init__(self, base: Mapping[str, AttributeValue], start: Mapping[str, AttributeValue]) -> None:
+        self.turn_attributes = {**base, **start}
+        agent_name = self.turn_attributes.get(A.GEN_AI_AGENT_NAME)
+        self.turn_name = f"{A.OP_INVOKE_AGENT} {agent_name}" if agent_name else A.OP_INVOKE_AGENT
+        self.turn_metric_attributes = metric_attributes(A.OP_INVOKE_AGENT, start)
+        self.children = ChildTemplates(start)
+
+
+#: (input incl. cache, output, cache read, cache write) of a request that reported no usage.
+_NO_TOKENS: Final = (0, 0, 0, 0)
 
 _REPLY_TYPES: Final = frozenset(t for t, role in EVENT_ROLES.items() if role.handler == "_on_user_reply")
 _on_user_message_fn: Final = SessionTracker._on_user_message
@@ -724,12 +746,9 @@ _LOCAL_REASONS: Final = frozenset(
 def usage_attributes(usage: Any) -> dict[str, AttributeValue]:
     """`anthropic.session.usage.<field>` per numeric field (nested joined with dots) and the cost in USD."""
     attrs: dict[str, AttributeValue] = {}
-    payload = as_dict(usage)
-    if payload is None:
-        return attrs
-    _flatten(payload, A.SESSION_USAGE_PREFIX, attrs, depth=0)
-    cost = payload.get("list_cost")
-    amount = cost.get("amount") if isinstance(cost, dict) else cost
+    _flatten(usage, A.SESSION_USAGE_PREFIX, attrs, depth=0)
+    cost = get(usage, "list_cost")
+    amount = get(cost, "amount") if cost is not None and not isinstance(cost, (str, int, float)) else cost
     try:
         if amount is not None and not isinstance(amount, bool):
             attrs[A.SESSION_COST_USD] = float(amount) / 100
@@ -738,13 +757,13 @@ def usage_attributes(usage: Any) -> dict[str, AttributeValue]:
     return attrs
 
 
-def _flatten(payload: Mapping[str, Any], prefix: str, out: dict[str, AttributeValue], depth: int) -> None:
-    for key, value in payload.items():
+def _flatten(payload: Any, prefix: str, out: dict[str, AttributeValue], depth: int) -> None:
+    for key, value in items(payload):
         if isinstance(value, bool) or not isinstance(key, str):
             continue
         if isinstance(value, (int, float)):
             out[prefix + key] = value
-        elif isinstance(value, dict) and depth < 4:
+        elif value is not None and not isinstance(value, (str, list, tuple)) and depth < 4:
             _flatten(value, f"{prefix}{key}.", out, depth + 1)
 
 
