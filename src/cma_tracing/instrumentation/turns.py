@@ -38,7 +38,7 @@ MAX_SENT_IDS: Final = 256
 #: Model requests whose end has not been seen yet, kept per turn.
 MAX_OPEN_REQUESTS: Final = 256
 
-_dict_get: Final = dict.get
+_NO_FIELDS: Final[dict[str, Any]] = {}
 
 
 #: Where an event came from: the session's stream, an `events.list` page, or a subagent thread's own feed.
@@ -348,9 +348,12 @@ class SessionTracker:
     # -- routing (lock held) -----------------------------------------------------------------------------------
 
     def _route(self, event: Any, now_ns: int, source: int) -> None:
-        getter = _dict_get if event.__class__ is dict else getattr
-        event_type = getter(event, "type", None)
-        event_id = getter(event, "id", None)
+        # Pydantic models keep their fields in `__dict__`: reading it is twice as fast as `getattr` on a model.
+        fields = event if event.__class__ is dict else getattr(event, "__dict__", _NO_FIELDS)
+        event_type = fields.get("type")
+        if event_type is None and fields is not event:
+            event_type = getattr(event, "type", None)
+        event_id = fields.get("id")
         if event_id is not None:
             if event_id.__class__ is not str:
                 event_id = None
@@ -381,7 +384,11 @@ class SessionTracker:
         if turn is None:
             return
         if event_id is not None:
-            self._remember(event_id)
+            seen = self._seen
+            seen.add(event_id)
+            if len(seen) >= DEDUPE_GENERATION:
+                self._seen_old = seen
+                self._seen = set()
             turn.events += 1
         turn.last_ns = now_ns
         if output:
@@ -527,9 +534,11 @@ class SessionTracker:
         turn.usage = get(event, "usage")
 
     def _on_thread_created(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
-        thread_id = get_str(event, "session_thread_id")
         children = turn.children
-        if thread_id is None or children is None or thread_id == self.primary_thread:
+        if children is None:
+            return
+        thread_id = get_str(event, "session_thread_id")
+        if thread_id is None or thread_id == self.primary_thread:
             return
         if children.has_thread(thread_id):
             children.thread_named(thread_id, get_str(event, "agent_name"))
@@ -537,9 +546,11 @@ class SessionTracker:
             children.thread_started(thread_id, get_str(event, "agent_name"), now_ns)
 
     def _on_thread_status(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
-        thread_id = get_str(event, "session_thread_id") or self._feed_thread
         children = turn.children
-        if thread_id is None or children is None:
+        if children is None:
+            return
+        thread_id = get_str(event, "session_thread_id") or self._feed_thread
+        if thread_id is None:
             return
         if not children.has_thread(thread_id) and self._is_primary(thread_id):
             return
