@@ -1,0 +1,22 @@
+"""SPEC §6.4 and §7: 100,000 turns hold no more memory than 1,000 did; idle sessions leave bounded state."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_hundred_thousand_turns_grow_resident_memory_by_less_than_10_mb() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.memory", "--turns", "100000", "--warmup", "1000", "--sessions", "20000"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["turns"] == 100_000
+    assert result["growth_mb"] < 10, result
+    assert result["active_sessions"] == 0  # every session went idle and was dropped
+    assert result["remembered_sessions"] <= 4096  # what is remembered of idle sessions is capped (LRU)
