@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 import cma_tracing
-from tests.support.loopback import FakeCMAServer, running_server
+from cma_tracing.demo.loopback import FakeCMAServer, running_server
 
 CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
 

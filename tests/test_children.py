@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import Spans
 from tests.support import events as ev
-from tests.support.loopback import Event, FakeCMAServer, Hold
+from cma_tracing.demo.loopback import Event, FakeCMAServer, Hold
 from tests.support.scenarios import message, steps, turn_events
 
 TOLERANCE_S = 0.05
@@ -365,6 +365,6 @@ def test_children_of_concurrent_sessions_never_cross(
 
 
 def attrs_of_template_agent(name: Optional[str] = None) -> str:
-    from tests.support.loopback import SESSION_TEMPLATE
+    from cma_tracing.demo.loopback import SESSION_TEMPLATE
 
     return str(SESSION_TEMPLATE["agent"]["name"])

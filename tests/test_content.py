@@ -15,7 +15,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from cma_tracing.instrumentation.content import content_policy, cut
 from tests.conftest import Spans
 from tests.support import events as ev
-from tests.support.loopback import FakeCMAServer
+from cma_tracing.demo.loopback import FakeCMAServer
 from tests.support.scenarios import steps
 
 SECRET_TEXT = "the launch code is 0000"

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import cma_tracing
-from tests.support.loopback import FakeCMAServer
+from cma_tracing.demo.loopback import FakeCMAServer
 from tests.support.scenarios import message, queue_turn, steps, turn_events
 
 ROOT = Path(__file__).resolve().parent.parent

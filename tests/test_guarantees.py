@@ -19,7 +19,7 @@ from cma_tracing.instrumentation.telemetry import Telemetry
 from cma_tracing.instrumentation.turns import SessionTracker
 from tests.conftest import Spans
 from tests.support import events as ev
-from tests.support.loopback import FakeCMAServer
+from cma_tracing.demo.loopback import FakeCMAServer
 from tests.support.scenarios import message, queue_turn, steps, turn_events
 
 

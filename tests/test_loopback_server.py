@@ -11,7 +11,7 @@ import anthropic
 import httpx2
 import pytest
 
-from tests.support.loopback import (
+from cma_tracing.demo.loopback import (
     Drop,
     ErrorFrame,
     Event,

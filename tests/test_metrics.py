@@ -11,7 +11,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from cma_tracing.instrumentation.metrics import DURATION_BUCKETS, TOKEN_BUCKETS
 from tests.support import events as ev
-from tests.support.loopback import Event, FakeCMAServer
+from cma_tracing.demo.loopback import Event, FakeCMAServer
 from tests.support.scenarios import message
 
 MODEL = "claude-haiku-4-5"

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import cma_tracing
-from tests.support.loopback import FakeCMAServer
+from cma_tracing.demo.loopback import FakeCMAServer
 from tests.support.scenarios import message, steps, turn_events
 
 SESSIONS = 1000

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.loopback import Event, FakeCMAServer
+from cma_tracing.demo.loopback import Event, FakeCMAServer
 
 APP = Path(__file__).resolve().parent / "apps" / "cma_turn_app.py"
 OTEL_INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"

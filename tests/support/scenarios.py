@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support import events as ev
-from tests.support.loopback import Event, FakeCMAServer, Step
+from cma_tracing.demo.loopback import Event, FakeCMAServer, Step
 
 
 def turn_events(user_id: str, input_tokens: int = 100, output_tokens: int = 10, tool: bool = True) -> list[dict[str, Any]]:
