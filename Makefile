@@ -1,20 +1,26 @@
-# Everything a fresh machine needs: `make test` (and, later, `make demo`) set up the virtualenv themselves.
+# Everything a fresh machine needs: `make demo` and `make test` set up the virtualenv themselves.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup test clean
+.PHONY: setup test demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,cli]"
 	touch $@
 
 setup: $(BIN)/.installed
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/cma-tracing demo
+
+bench: setup
+	$(BIN)/python -m benchmarks.replay --rounds 15
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import atexit
-from typing import Any, Collection, Optional
+from typing import Any, Collection, Mapping, Optional
 
 from opentelemetry import metrics, trace
 from opentelemetry._logs import get_logger
@@ -33,7 +33,7 @@ class ClaudeManagedAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         self.options = options_from(kwargs)
-        self._registry = SessionRegistry(_telemetry(self.options, kwargs), self.options.orphan_timeout_s)
+        self._registry = SessionRegistry(telemetry_from(self.options, kwargs), self.options.orphan_timeout_s)
         self._patchers = (
             SessionEventsPatcher(self._registry),
             SessionsPatcher(self._registry),
@@ -63,7 +63,7 @@ class ClaudeManagedAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return self._registry
 
 
-def _telemetry(options: Options, kwargs: dict[str, Any]) -> Telemetry:
+def telemetry_from(options: Options, kwargs: Mapping[str, Any]) -> Telemetry:
     """The tracer, meter, content policy and log emitter, from the providers given (or the global ones)."""
     tracer = trace.get_tracer("cma_tracing", __version__, kwargs.get("tracer_provider"), schema_url=_SCHEMA_URL)
     meter = metrics.get_meter("cma_tracing", __version__, kwargs.get("meter_provider"), schema_url=_SCHEMA_URL)

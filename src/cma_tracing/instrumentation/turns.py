@@ -341,6 +341,10 @@ class SessionTracker:
                 self._end(self.turn, reason, now_ns)
             self._settle()
 
+    def has_seen(self, event_id: str) -> bool:
+        """Whether this session already routed the event with this id (recently)."""
+        return event_id in self._seen or event_id in self._seen_old
+
     def idle(self) -> bool:
         """Nothing open or in progress: the session's state can be dropped."""
         return self.turn is None and self.claims == 0
@@ -429,8 +433,11 @@ class SessionTracker:
                 new.content.add_input(event)
 
     def _on_agent_message(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
-        if turn.content is not None:
-            turn.content.add_output_text(event)
+        """The coordinator's own messages are the turn's output; a subagent's stay with its thread."""
+        if turn.content is not None and self._feed_thread is None:
+            thread_id = get(event, "session_thread_id")
+            if thread_id is None or thread_id == self.primary_thread:
+                turn.content.add_output_text(event)
 
     def _on_user_reply(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         if event_id not in turn.sent_ids:

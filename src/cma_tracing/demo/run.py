@@ -1,0 +1,48 @@
+"""`cma-tracing demo`: the real SDK against the loopback CMA server, traced, shown as a tree, optionally exported."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import anthropic
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from rich.console import Console
+
+import cma_tracing
+
+from .exporting import add_otlp
+from .loopback import running_server
+from .render import render
+from .scenarios import SCENARIOS
+
+
+def run_demo(console: Console, otlp_endpoint: Optional[str] = None, capture_content: bool = True) -> int:
+    """Run every scenario, print the traces; returns the number of turns traced."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "cma-tracing-demo"}))
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    destination = add_otlp(provider, otlp_endpoint)
+    cma_tracing.instrument(tracer_provider=provider, capture_content=capture_content)
+    started = time.monotonic()
+    try:
+        with running_server() as server:
+            client = anthropic.Anthropic(base_url=server.base_url, api_key="demo-key", max_retries=0, open_telemetry=False)
+            console.print(f"[bold]cma-tracing demo[/]: the real anthropic SDK against a loopback CMA server at {server.base_url}")
+            for number, scenario in enumerate(SCENARIOS, 1):
+                with console.status(f"[{number}/{len(SCENARIOS)}] {scenario.title} ..."):
+                    began = time.monotonic()
+                    scenario.run(client, server)
+                console.print(f"  [green]done[/] [{number}/{len(SCENARIOS)}] {scenario.title} ({time.monotonic() - began:.1f} s)")
+    finally:
+        cma_tracing.uninstrument()
+    console.print()
+    turns = render(memory.get_finished_spans(), console, title="Turns traced (invoke_agent → chat / execute_tool / subagents)")
+    provider.shutdown()  # flushes the OTLP exporter, if any
+    if destination:
+        console.print(f"\nExported over OTLP/HTTP to {destination}")
+    console.print(f"\n{turns} turns, {len(memory.get_finished_spans())} spans in {time.monotonic() - started:.1f} s")
+    return turns
