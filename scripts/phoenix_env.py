@@ -72,23 +72,26 @@ def tail(path: Path) -> str:
 def install() -> int:
     python = base_python()
     if python is None:
-        return fail(f"arize-phoenix=={PHOENIX_VERSION} needs Python 3.11-3.14; none found (running {sys.version.split()[0]})")
+        running = sys.version.split()[0]
+        return fail(f"arize-phoenix=={PHOENIX_VERSION} needs Python 3.11-3.14; none found (running {running})")
     started = time.monotonic()
     if not (BIN / "python").exists():
         done = subprocess.run([python, "-m", "venv", str(VENV)], capture_output=True, text=True)
         if done.returncode != 0:
             return fail(f"`{python} -m venv {VENV}` failed:\n{done.stdout}{done.stderr}")
-    command = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", f"arize-phoenix=={PHOENIX_VERSION}"]
-    print(f"phoenix_env: installing arize-phoenix=={PHOENIX_VERSION} into {VENV} (about 80 s) ...", file=sys.stderr)
+    requirement = f"arize-phoenix=={PHOENIX_VERSION}"
+    command = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", requirement]
+    print(f"phoenix_env: installing {requirement} into {VENV} (about 80 s) ...", file=sys.stderr)
     with LOG.open("w") as log:
         log.write("$ " + " ".join(command) + "\n")
         log.flush()
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
     if done.returncode != 0:
-        return fail(f"pip install arize-phoenix=={PHOENIX_VERSION} failed (exit {done.returncode}); last lines of {LOG}:\n{tail(LOG)}")
+        return fail(f"pip install {requirement} failed (exit {done.returncode}); last lines of {LOG}:\n{tail(LOG)}")
     if installed_version() != PHOENIX_VERSION:
-        return fail(f"pip finished but {BIN / 'phoenix'} is missing or reports another version; last lines of {LOG}:\n{tail(LOG)}")
-    print(f"phoenix_env: installed arize-phoenix=={PHOENIX_VERSION} in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        missing = f"pip finished but {BIN / 'phoenix'} is missing or not {requirement}"
+        return fail(f"{missing}; last lines of {LOG}:\n{tail(LOG)}")
+    print(f"phoenix_env: installed {requirement} in {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
 
 
