@@ -14,7 +14,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pydantic
 from anthropic.types.beta.sessions import BetaManagedAgentsStreamSessionEvents

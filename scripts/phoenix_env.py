@@ -16,7 +16,6 @@ the first of python3.14 ... python3.11 on PATH. Measured on a 2-core machine: ab
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
 import subprocess
 import sys

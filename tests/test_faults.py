@@ -9,7 +9,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import anthropic
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider

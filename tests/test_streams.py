@@ -14,8 +14,7 @@ from opentelemetry.trace import StatusCode
 import cma_tracing
 from cma_tracing.instrumentation.turns import SessionTracker
 from tests.conftest import Spans
-from tests.support import events as ev
-from cma_tracing.demo.loopback import Drop, Event, FakeCMAServer, Hold
+from cma_tracing.demo.loopback import Drop, FakeCMAServer, Hold
 from tests.support.scenarios import message, queue_turn, steps, turn_events
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -33,7 +36,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return _replay(console, args.file, args.session_id, args.otlp_endpoint, args.content)
 
 
-def _replay(console: "Console", path: str, session_id: Optional[str], endpoint: Optional[str], content: bool) -> int:  # noqa: F821
+def _replay(console: Console, path: str, session_id: Optional[str], endpoint: Optional[str], content: bool) -> int:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
