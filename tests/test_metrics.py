@@ -104,3 +104,49 @@ def test_a_failed_turn_records_its_error_type(
     (turn,) = points(reader)["gen_ai.client.operation.duration"]
     assert turn.attributes["error.type"] == "billing_error"
     assert "gen_ai.client.operation.time_to_first_chunk" not in points(reader)
+
+
+def test_a_sampled_out_turn_still_records_its_model_request_and_tool_metrics(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    from tests.support.scenarios import queue_turn
+
+    reader = InMemoryMetricReader()
+    import cma_tracing  # the `instrument` fixture's provider is replaced here; it still uninstruments afterwards
+
+    cma_tracing.instrument(tracer_provider=TracerProvider(sampler=ALWAYS_OFF), meter_provider=MeterProvider(metric_readers=[reader]))
+    queue_turn(server, "sesn_sampled_out", "sevt_u")
+    loop_client.beta.sessions.events.send("sesn_sampled_out", events=[message()])
+    for _ in loop_client.beta.sessions.events.stream("sesn_sampled_out"):
+        pass
+    found = points(reader)
+    assert {p.attributes["gen_ai.operation.name"]: p.count for p in found["gen_ai.client.operation.duration"]} == {"invoke_agent": 1, "chat": 2}
+    assert [p.count for p in found["gen_ai.execute_tool.duration"]] == [1]
+
+
+def test_with_nothing_recording_children_are_not_tracked(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.trace import NoOpTracerProvider
+
+    import cma_tracing
+
+    instrumentor = cma_tracing.instrument(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+    events = turn_events_for(server)
+    loop_client.beta.sessions.events.send("sesn_nothing", events=[message()])
+    stream = loop_client.beta.sessions.events.stream("sesn_nothing")
+    for event in stream:
+        if event.type == "agent.tool_use":
+            turn = instrumentor.registry._active["sesn_nothing"].turn
+            assert turn is not None and turn.children is None and turn.tool_calls == 1
+    assert len(events) == 11
+
+
+def turn_events_for(server: FakeCMAServer) -> list[Any]:
+    from tests.support.scenarios import queue_turn
+
+    return queue_turn(server, "sesn_nothing", "sevt_n")

@@ -6,6 +6,7 @@ import atexit
 from typing import Any, Collection, Mapping, Optional
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import NoOpMeter
 from opentelemetry._logs import get_logger
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
@@ -73,4 +74,6 @@ def telemetry_from(options: Options, kwargs: Mapping[str, Any]) -> Telemetry:
         if policy.on_events
         else None
     )
-    return Telemetry(tracer, options.child_spans, policy, Metrics(meter), logger)
+    # A no-op meter records nothing: skip the calls (and, with a non-recording turn, the child bookkeeping).
+    recorder = None if isinstance(meter, NoOpMeter) else Metrics(meter)
+    return Telemetry(tracer, options.child_spans, policy, recorder, logger)

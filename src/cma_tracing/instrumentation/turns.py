@@ -614,7 +614,9 @@ class SessionTracker:
             start_time=now_ns,
         )
         turn = Turn(span, self.turn_count, now_ns, adopting)
-        if telemetry.child_spans:
+        if telemetry.child_spans and (span.is_recording() or telemetry.metrics is not None or telemetry.content.on_events):
+            # Children of a turn nobody records (a no-op tracer or a sampled-out turn, and no meter or log records)
+            # would record nothing either: they are not tracked at all.
             turn.children = TurnChildren(telemetry, span, templates.children)
         if telemetry.content.enabled:
             turn.content = TurnContent(telemetry.content)
