@@ -7,7 +7,7 @@ from typing import Any, Mapping
 from opentelemetry.util.types import AttributeValue
 
 from . import attributes as A
-from .fields import get, get_str
+from .fields import as_list, get, get_str
 
 
 def agent_attributes(session: Any) -> dict[str, AttributeValue]:
@@ -32,8 +32,8 @@ def agent_attributes(session: Any) -> dict[str, AttributeValue]:
 def tool_names(agent: Any) -> list[str]:
     """Names of the configured tools: custom and MCP tools by name, toolsets by their enabled tools or type."""
     names: list[str] = []
-    for tool in _as_list(get(agent, "tools")):
-        configs = [c for c in _as_list(get(tool, "configs")) if get(c, "enabled", True) is not False]
+    for tool in as_list(get(agent, "tools")):
+        configs = [c for c in as_list(get(tool, "configs")) if get(c, "enabled", True) is not False]
         named = [n for n in (get_str(c, "name") for c in configs) if n]
         if named:
             names.extend(named)
@@ -41,15 +41,11 @@ def tool_names(agent: Any) -> list[str]:
         name = get_str(tool, "name") or get_str(tool, "mcp_server_name") or get_str(tool, "type")
         if name:
             names.append(name)
-    for server in _as_list(get(agent, "mcp_servers")):
+    for server in as_list(get(agent, "mcp_servers")):
         name = get_str(server, "name")
         if name and name not in names:
             names.append(name)
     return names
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _put_str(attrs: dict[str, AttributeValue], key: str, value: str | None) -> None:

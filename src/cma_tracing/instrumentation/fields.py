@@ -61,15 +61,6 @@ def items(obj: Any) -> list[tuple[Any, Any]]:
     return list(fields.items()) + list(extra.items()) if extra else list(fields.items())
 
 
-def as_dict(obj: Any) -> dict[str, Any] | None:
-    """A plain dict view of a model or dict (for rarely read, nested payloads such as `session.usage`)."""
-    if obj.__class__ is dict:
-        return obj  # type: ignore[no-any-return]
-    to_dict = getattr(obj, "model_dump", None)
-    if to_dict is None:
-        return None
-    try:
-        dumped = to_dict()
-    except Exception:
-        return None
-    return dumped if isinstance(dumped, dict) else None
+def as_list(value: Any) -> list[Any]:
+    """`value` if it is a list, else an empty one (a missing or malformed array field)."""
+    return value if isinstance(value, list) else []

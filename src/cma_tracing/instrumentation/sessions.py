@@ -99,9 +99,6 @@ class SessionRegistry:
                 del self._active[tracker.session_id]
             self._turn_counts.put(tracker.session_id, tracker.turn_count)
 
-    def turn_opened(self, tracker: SessionTracker) -> None:
-        """A turn opened; nothing to do until it is left without a stream."""
-
     def watch_orphan(self, tracker: SessionTracker) -> None:
         """The tracker has a turn and no stream: end it if none opens in time."""
         self._watch.watch(tracker)

@@ -23,7 +23,7 @@ from .content import TurnContent
 from .metrics import metric_attributes
 from .telemetry import Telemetry
 from .event_table import EVENT_ROLES, USER_MESSAGE
-from .fields import as_int, get, get_str, items
+from .fields import as_int, as_list, get, get_str, items
 from .safety import log_swallowed, never_raises
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ class SessionTracker:
         if turn is None:
             return
         with self._lock:
-            for echo in _as_list(get(response, "data")):
+            for echo in as_list(get(response, "data")):
                 event_id = get_str(echo, "id")
                 if event_id is None:
                     continue
@@ -621,8 +621,6 @@ class SessionTracker:
         if telemetry.content.enabled:
             turn.content = TurnContent(telemetry.content)
         self.turn = turn
-        if self._registry is not None:
-            self._registry.turn_opened(self)
         return turn
 
     def _end(
@@ -794,10 +792,6 @@ def _timestamp(value: Any) -> Optional[datetime]:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _reply_attributes(event: Any) -> dict[str, AttributeValue]:
