@@ -98,6 +98,47 @@ def test_stopping_early_while_the_agent_runs_abandons_the_turn(
     assert server.wait_for_stream_close("sesn_c", timeout=5)
 
 
+def test_a_loop_left_with_break_then_resumed_on_the_same_stream_is_one_whole_turn(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    """`for` over the stream, `break`, then `for` again (or `next`) reads on where it stopped, as with the bare SDK."""
+    events = queue_turn(server, "sesn_resume", "sevt_u1")
+    loop_client.beta.sessions.events.send("sesn_resume", events=[message()])
+    seen: list[str] = []
+    with loop_client.beta.sessions.events.stream("sesn_resume") as stream:
+        for event in stream:
+            seen.append(event.type)
+            if event.type == "agent.thinking":
+                break
+        seen.append(next(stream).type)
+        assert spans.turns() == []
+        seen.extend(event.type for event in stream)
+    assert seen == [e["type"] for e in events]
+    attributes = dict(spans.turn().attributes or {})
+    assert attributes["anthropic.turn.stop_reason"] == "end_turn"
+    assert attributes["anthropic.turn.events"] == len(events)
+
+
+@pytest.mark.asyncio
+async def test_an_async_loop_left_with_break_then_resumed_is_one_whole_turn(
+    instrumented: Any, server: FakeCMAServer, loop_async_client: anthropic.AsyncAnthropic, spans: Spans
+) -> None:
+    events = queue_turn(server, "sesn_aresume", "sevt_u1")
+    await loop_async_client.beta.sessions.events.send("sesn_aresume", events=[message()])
+    seen: list[str] = []
+    async with await loop_async_client.beta.sessions.events.stream("sesn_aresume") as stream:
+        async for event in stream:
+            seen.append(event.type)
+            if event.type == "agent.thinking":
+                break
+        await asyncio.sleep(0)  # let the loop finalise the abandoned async generator
+        assert spans.turns() == []
+        async for event in stream:
+            seen.append(event.type)
+    assert seen == [e["type"] for e in events]
+    assert stop_reason(spans) == "end_turn"
+
+
 def test_closing_a_stream_that_already_ended_is_not_abandoning(
     instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
 ) -> None:

@@ -22,6 +22,8 @@ from .telemetry import Telemetry
 
 #: Open children of each kind kept per turn; past this, new ones are counted on the turn but get no span.
 MAX_OPEN_CHILDREN: Final = 256
+#: Tool names whose metric attributes are kept per agent; others get theirs made per call.
+MAX_TOOL_METRIC_SETS: Final = 64
 
 _TOOL_TYPES: Final = {
     "agent.tool_use": A.TOOL_TYPE_EXTENSION,
@@ -53,7 +55,7 @@ class _Subagent:
 class ChildTemplates:
     """What every child of a session's turns shares, computed once per change of the agent's attributes."""
 
-    __slots__ = ("chat_name", "chat_attributes", "chat_metric_attributes", "chat_metrics", "tool_metric_base")
+    __slots__ = ("chat_name", "chat_attributes", "chat_metric_attributes", "chat_metrics", "tool_metric_base", "_tool_metrics")
 
     def __init__(self, start: Mapping[str, Any]) -> None:
         model = start.get(A.GEN_AI_REQUEST_MODEL)
@@ -68,6 +70,16 @@ class ChildTemplates:
         self.chat_metric_attributes = metric_attributes(A.OP_CHAT, start)
         self.chat_metrics = MetricAttributes(self.chat_metric_attributes)
         self.tool_metric_base = metric_attributes(A.OP_EXECUTE_TOOL, start)
+        self._tool_metrics: dict[str, dict[str, AttributeValue]] = {}
+
+    def tool_metric_attributes(self, name: str) -> dict[str, AttributeValue]:
+        """A successful call's metric attributes for the tool `name`, made once per tool (at most 64 kept)."""
+        attrs = self._tool_metrics.get(name)
+        if attrs is None:
+            attrs = {**self.tool_metric_base, A.GEN_AI_TOOL_NAME: name}
+            if len(self._tool_metrics) < MAX_TOOL_METRIC_SETS:
+                self._tool_metrics[name] = attrs
+        return attrs
 
 
 class TurnChildren:
@@ -93,13 +105,14 @@ class TurnChildren:
     def request_ended(
         self,
         start_id: Any,
-        usage: Any,
+        usage: Optional[Mapping[str, Any]],
         tokens: tuple[int, int, int, int],
         is_error: bool,
         thread_id: Optional[str],
         now_ns: int,
     ) -> None:
-        """`tokens` is (input including cache, output, cache read, cache write), as the tracker summed them."""
+        """`usage` is the request's usage fields (None without any); `tokens` is (input including cache, output,
+        cache read, cache write), as the tracker summed them."""
         child = self._requests.pop(start_id, None) if isinstance(start_id, str) else None
         if child is None:
             # Its start was before this process looked (a reconnect): the request still shows, with no duration.
@@ -112,8 +125,8 @@ class TurnChildren:
                 A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: tokens[2],
                 A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: tokens[3],
             }
-            speed = get_str(usage, "speed")
-            if speed:
+            speed = usage.get("speed")
+            if speed and isinstance(speed, str):
                 attrs[A.MODEL_REQUEST_SPEED] = speed
             span.set_attributes(attrs)
         templates = self._templates
@@ -204,9 +217,9 @@ class TurnChildren:
             self._telemetry.emit_content(span, child.content, now_ns)
         metrics = self._telemetry.metrics
         if metrics is not None:
-            attrs = {**self._templates.tool_metric_base, A.GEN_AI_TOOL_NAME: child.name}
+            attrs = self._templates.tool_metric_attributes(child.name)
             if error_type is not None:
-                attrs[A.ERROR_TYPE] = error_type
+                attrs = {**attrs, A.ERROR_TYPE: error_type}
             metrics.tool((now_ns - child.start_ns) / 1e9, attrs)
 
     def _record_content(self, child: _Child, key: str, value: Any) -> None:

@@ -1,7 +1,7 @@
 """Reading event fields the same way from SDK models and plain dicts, with defaults, never raising.
 
 The beta drifts: a field may be missing, renamed or of another type, and an unknown event type parses into some
-other model class. Every read goes through `get`, and every number through `as_int`.
+other model class. Every read goes through `get` (or `fields_of`), and every number through `as_int`.
 """
 
 from __future__ import annotations
@@ -50,15 +50,16 @@ def as_int(value: Any) -> int:
     return 0
 
 
-def items(obj: Any) -> list[tuple[Any, Any]]:
-    """The fields of a dict or a pydantic model (its unknown ones included), without copying nested values."""
+def fields_of(obj: Any) -> dict[Any, Any]:
+    """Every field of a dict or a pydantic model (its unknown ones included) as one dict, to read several fields
+    of one object with a single call. Not a copy unless the model has unknown fields; do not modify it."""
     if obj.__class__ is dict:
-        return list(obj.items())
+        return obj  # type: ignore[no-any-return]
     fields = getattr(obj, "__dict__", None)
     if not isinstance(fields, dict):
-        return []
+        return {}
     extra = getattr(obj, "__pydantic_extra__", None)
-    return list(fields.items()) + list(extra.items()) if extra else list(fields.items())
+    return {**fields, **extra} if isinstance(extra, dict) and extra else fields
 
 
 def as_list(value: Any) -> list[Any]:

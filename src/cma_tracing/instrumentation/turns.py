@@ -23,7 +23,7 @@ from .content import TurnContent
 from .metrics import metric_attributes
 from .telemetry import Telemetry
 from .event_table import EVENT_ROLES, USER_MESSAGE
-from .fields import as_int, as_list, get, get_str, items
+from .fields import as_int, as_list, fields_of, get, get_str
 from .safety import log_swallowed, never_raises
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class SessionTracker:
         self._telemetry = telemetry
         self._registry = registry
         self._feed_thread: Optional[str] = None  # while routing a thread feed's event: that thread
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by `on_listed`, which routes each listed event
         self._seen: set[str] = set()
         self._seen_old: set[str] = set()
         self._base_attributes: dict[str, AttributeValue] = {
@@ -164,31 +164,89 @@ class SessionTracker:
             current.update(attributes)
             self._templates = None
 
-    def on_event(self, event: Any, now_ns: int) -> None:
-        """One event read from a stream, at the time the client saw it. Never raises.
+    def on_event(self, event: Any, now_ns: int, source: int = FROM_STREAM, thread_id: Optional[str] = None) -> None:
+        """One event read from a stream, at the time the client saw it (or, with `source`, one of a list page or a
+        subagent thread's feed, then `thread_id` is that thread). Never raises.
 
-        The per-event hot path: one table lookup, a dedupe check and counter updates. The guard is inline rather
-        than the `never_raises` decorator to save a call per event.
+        The per-event hot path, in one function: a table lookup, a dedupe check and counter updates; only event
+        types with a handler make another call. The guard is inline rather than the `never_raises` decorator.
         """
         try:
             with self._lock:
-                self._route(event, now_ns, FROM_STREAM)
+                # Pydantic models keep their fields in `__dict__`: reading it is twice as fast as `getattr`.
+                if event.__class__ is dict:
+                    fields = event
+                else:
+                    try:
+                        fields = event.__dict__
+                    except AttributeError:
+                        fields = _NO_FIELDS
+                event_type = fields.get("type")
+                if event_type is None and fields is not event:
+                    event_type = getattr(event, "type", None)
+                event_id = fields.get("id")
+                if event_id is not None:
+                    if event_id.__class__ is not str:
+                        event_id = None
+                    elif event_id in self._seen or event_id in self._seen_old:
+                        return
+                role = _DISPATCH.get(event_type) if event_type.__class__ is str else None
+                turn = self.turn
+                if role is None:
+                    if turn is not None and event_id is not None:
+                        self._remember(event_id)
+                        turn.events += 1
+                        turn.unknown_events += 1
+                        turn.last_ns = now_ns
+                    return
+                handler, output, span_event, session_level = role
+                if session_level and source == FROM_THREAD:
+                    handler = None
+                    span_event = False
+                elif handler is _on_user_message_fn:
+                    if source == FROM_LIST:
+                        # A listed user.message counts only as the open turn's own: listing never opens or supersedes.
+                        if turn is None or event_id not in turn.owned_ids:
+                            return
+                    else:
+                        handler(self, turn, event, event_id, now_ns)
+                        turn = self.turn
+                    handler = None
+                if turn is None:
+                    return
+                if event_id is not None:
+                    seen = self._seen
+                    seen.add(event_id)
+                    if len(seen) >= DEDUPE_GENERATION:
+                        self._seen_old = seen
+                        self._seen = set()
+                    turn.events += 1
+                turn.last_ns = now_ns
+                if output:
+                    turn.waiting = False
+                    if not turn.first_output_ns:
+                        turn.first_output_ns = now_ns
+                if span_event:
+                    turn.span.add_event(event_type, _span_event_attributes(event), now_ns)
+                if handler is not None:
+                    if thread_id is None:
+                        handler(self, turn, event, event_id, now_ns)
+                    else:
+                        self._feed_thread = thread_id
+                        try:
+                            handler(self, turn, event, event_id, now_ns)
+                        finally:
+                            self._feed_thread = None
         except Exception:
             log_swallowed("SessionTracker.on_event")
 
-    @never_raises
     def on_thread_event(self, thread_id: str, event: Any, now_ns: int) -> None:
         """One event of a subagent thread's own feed (`threads.events.stream` / `list`): it feeds that subagent.
 
         A thread's feed carries its model requests and messages, which the session's stream does not. It never
         opens, ends or supersedes a turn.
         """
-        with self._lock:
-            self._feed_thread = thread_id
-            try:
-                self._route(event, now_ns, FROM_THREAD)
-            finally:
-                self._feed_thread = None
+        self.on_event(event, now_ns, FROM_THREAD, thread_id)
 
     @never_raises
     def on_listed(self, events: Iterable[Any], now_ns: int, thread_id: Optional[str] = None) -> None:
@@ -202,23 +260,19 @@ class SessionTracker:
             if turn is None or turn.adopting:
                 return
             source = FROM_LIST if thread_id is None else FROM_THREAD
-            self._feed_thread = thread_id
-            try:
-                for event in events:
-                    at = _timestamp(get(event, "processed_at"))
-                    if at is None:
-                        continue
-                    if turn.anchor is None:
-                        if get(event, "type") == USER_MESSAGE and get(event, "id") in turn.owned_ids:
-                            turn.anchor = at
-                            self._route(event, now_ns, source)
-                        continue
-                    if at > turn.anchor:
-                        self._route(event, now_ns, source)
-                    if self.turn is not turn:
-                        break
-            finally:
-                self._feed_thread = None
+            for event in events:
+                at = _timestamp(get(event, "processed_at"))
+                if at is None:
+                    continue
+                if turn.anchor is None:
+                    if get(event, "type") == USER_MESSAGE and get(event, "id") in turn.owned_ids:
+                        turn.anchor = at
+                        self.on_event(event, now_ns, source, thread_id)
+                    continue
+                if at > turn.anchor:
+                    self.on_event(event, now_ns, source, thread_id)
+                if self.turn is not turn:
+                    break
             self._settle()
 
     @never_raises
@@ -351,59 +405,6 @@ class SessionTracker:
 
     # -- routing (lock held) -----------------------------------------------------------------------------------
 
-    def _route(self, event: Any, now_ns: int, source: int) -> None:
-        # Pydantic models keep their fields in `__dict__`: reading it is twice as fast as `getattr` on a model.
-        fields = event if event.__class__ is dict else getattr(event, "__dict__", _NO_FIELDS)
-        event_type = fields.get("type")
-        if event_type is None and fields is not event:
-            event_type = getattr(event, "type", None)
-        event_id = fields.get("id")
-        if event_id is not None:
-            if event_id.__class__ is not str:
-                event_id = None
-            elif event_id in self._seen or event_id in self._seen_old:
-                return
-        role = _DISPATCH.get(event_type) if event_type.__class__ is str else None
-        turn = self.turn
-        if role is None:
-            if turn is not None and event_id is not None:
-                self._remember(event_id)
-                turn.events += 1
-                turn.unknown_events += 1
-                turn.last_ns = now_ns
-            return
-        handler, output, span_event, session_level = role
-        if session_level and source == FROM_THREAD:
-            handler = None
-            span_event = False
-        elif handler is _on_user_message_fn:
-            if source == FROM_LIST:
-                # A listed user.message counts only as the open turn's own: listing never opens or supersedes.
-                if turn is None or event_id not in turn.owned_ids:
-                    return
-            else:
-                handler(self, turn, event, event_id, now_ns)
-                turn = self.turn
-            handler = None
-        if turn is None:
-            return
-        if event_id is not None:
-            seen = self._seen
-            seen.add(event_id)
-            if len(seen) >= DEDUPE_GENERATION:
-                self._seen_old = seen
-                self._seen = set()
-            turn.events += 1
-        turn.last_ns = now_ns
-        if output:
-            turn.waiting = False
-            if not turn.first_output_ns:
-                turn.first_output_ns = now_ns
-        if span_event:
-            turn.span.add_event(event_type, _span_event_attributes(event), now_ns)
-        if handler is not None:
-            handler(self, turn, event, event_id, now_ns)
-
     def _remember(self, event_id: str) -> None:
         seen = self._seen
         seen.add(event_id)
@@ -488,17 +489,19 @@ class SessionTracker:
             turn.model_requests += 1  # its start was before this process looked, or lost
         usage = get(event, "model_usage")
         tokens = _NO_TOKENS
+        counts = None
         if usage is not None:
-            read = as_int(get(usage, "cache_read_input_tokens"))
-            write = as_int(get(usage, "cache_creation_input_tokens"))
-            tokens = (as_int(get(usage, "input_tokens")) + read + write, as_int(get(usage, "output_tokens")), read, write)
+            counts = fields_of(usage)
+            read = as_int(counts.get("cache_read_input_tokens"))
+            write = as_int(counts.get("cache_creation_input_tokens"))
+            tokens = (as_int(counts.get("input_tokens")) + read + write, as_int(counts.get("output_tokens")), read, write)
             turn.input_tokens += tokens[0]
             turn.output_tokens += tokens[1]
             turn.cache_read_tokens += read
             turn.cache_write_tokens += write
         children = turn.children
         if children is not None:
-            children.request_ended(start_id, usage, tokens, get(event, "is_error") is True, self._thread_of(turn, event, now_ns), now_ns)
+            children.request_ended(start_id, counts, tokens, get(event, "is_error") is True, self._thread_of(turn, event, now_ns), now_ns)
 
     def _on_running(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         turn.waiting = False
@@ -655,7 +658,7 @@ class SessionTracker:
                 description = str(error) if error is not None else error_type
                 span.set_status(Status(StatusCode.ERROR, description[:1024]))
             elif ok:
-                span.set_status(Status(StatusCode.OK))
+                span.set_status(_STATUS_OK)
             if turn.content is not None:
                 finish = end_attributes.get(A.GEN_AI_RESPONSE_FINISH_REASONS)
                 content = turn.content.messages(finish[0] if isinstance(finish, list) else None)
@@ -706,6 +709,8 @@ class _Templates:
         self.children = ChildTemplates(start)
 
 
+_STATUS_OK: Final = Status(StatusCode.OK)
+
 #: (input incl. cache, output, cache read, cache write) of a request that reported no usage.
 _NO_TOKENS: Final = (0, 0, 0, 0)
 
@@ -737,7 +742,7 @@ def _end_attributes(turn: Turn, reason: str) -> dict[str, AttributeValue]:
         A.TURN_UNKNOWN_EVENTS: turn.unknown_events,
     }
     if turn.tool_names:
-        attrs[A.TURN_TOOL_NAMES] = list(turn.tool_names)
+        attrs[A.TURN_TOOL_NAMES] = turn.tool_names  # the turn is over: the list no longer changes
     if turn.first_output_ns:
         attrs[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (turn.first_output_ns - turn.start_ns) / 1e9
     if reason not in _LOCAL_REASONS:
@@ -776,12 +781,17 @@ def usage_attributes(usage: Any) -> dict[str, AttributeValue]:
 
 
 def _flatten(payload: Any, prefix: str, out: dict[str, AttributeValue], depth: int) -> None:
-    for key, value in items(payload):
-        if isinstance(value, bool) or not isinstance(key, str):
+    for key, value in fields_of(payload).items():
+        if key.__class__ is not str:
             continue
-        if isinstance(value, (int, float)):
+        kind = value.__class__
+        if kind is int or kind is float:
             out[prefix + key] = value
-        elif value is not None and not isinstance(value, (str, list, tuple)) and depth < 4:
+        elif kind is bool or value is None or isinstance(value, (str, bytes, list, tuple)):
+            continue
+        elif isinstance(value, (int, float)):
+            out[prefix + key] = value
+        elif depth < 4:
             _flatten(value, f"{prefix}{key}.", out, depth + 1)
 
 

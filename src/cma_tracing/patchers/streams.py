@@ -9,7 +9,7 @@ exit, garbage collection, an interrupt or a cancelled task).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import wrapt
 from anthropic import APIStatusError
@@ -55,8 +55,29 @@ class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_watch = _StreamWatch(on_finish)
         self._self_on_event = on_event
 
-    def __iter__(self) -> TracedStream:
-        return self
+    def __iter__(self) -> Iterator[Any]:
+        """`for event in stream`: a generator, as the SDK's own `Stream.__iter__` is. Resuming a generator costs
+        less than a `__next__` call per event, and this is the path nearly every app takes."""
+        return self._self_events()
+
+    def _self_events(self) -> Iterator[Any]:
+        on_event = self._self_on_event
+        watch = self._self_watch
+        try:
+            for event in self.__wrapped__:
+                on_event(event, _time_ns())
+                yield event
+        except GeneratorExit:
+            # The loop that held this generator went away (a `break`): the stream itself may still be read on,
+            # so only `close()`, `with` exit or the proxy's collection say the consumer stopped.
+            raise
+        except Exception as error:
+            watch.finish(StreamEnd.TRANSPORT, error)
+            raise
+        except BaseException:
+            watch.finish(StreamEnd.CLOSED)
+            raise
+        watch.finish(StreamEnd.ENDED)
 
     def __next__(self) -> Any:
         try:
@@ -99,8 +120,26 @@ class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_watch = _StreamWatch(on_finish)
         self._self_on_event = on_event
 
-    def __aiter__(self) -> TracedAsyncStream:
-        return self
+    def __aiter__(self) -> AsyncIterator[Any]:
+        """`async for event in stream`: an async generator, as the SDK's own `AsyncStream.__aiter__` is."""
+        return self._self_events()
+
+    async def _self_events(self) -> AsyncIterator[Any]:
+        on_event = self._self_on_event
+        watch = self._self_watch
+        try:
+            async for event in self.__wrapped__:
+                on_event(event, _time_ns())
+                yield event
+        except GeneratorExit:
+            raise  # as in `TracedStream._self_events`: a dropped loop is not a closed stream
+        except Exception as error:
+            watch.finish(StreamEnd.TRANSPORT, error)
+            raise
+        except BaseException:
+            watch.finish(StreamEnd.CLOSED)
+            raise
+        watch.finish(StreamEnd.ENDED)
 
     async def __anext__(self) -> Any:
         try:
