@@ -133,6 +133,42 @@ def test_remembered_sessions_are_capped() -> None:
     assert len(lru) == 3 and lru.get("s9") == 9 and lru.get("s0") is None
 
 
+def test_the_orphan_watch_holds_dropped_sessions_weakly_sheds_them_and_sleeps_through_later_deadlines() -> None:
+    """Every send opens a turn before its stream does, so a busy process watches thousands of sessions: that must
+    neither pin their trackers, nor grow the heap without bound, nor wake the watch thread each time."""
+    import gc
+    import weakref
+
+    from cma_tracing.instrumentation.sessions import _COMPACT_AT, OrphanWatch
+
+    wakes = 0
+    now = [10**18]
+
+    def clock() -> int:
+        nonlocal wakes
+        if threading.current_thread().name == "cma-tracing-orphan-watch":
+            wakes += 1
+        return now[0]
+
+    watch = OrphanWatch(timeout_ns=300 * 10**9, clock=clock)
+    telemetry = Telemetry(TracerProvider().get_tracer("t"))
+    try:
+        first = SessionTracker("sesn_w0", telemetry)
+        watch.watch(first)
+        dropped = weakref.ref(first)
+        del first
+        gc.collect()
+        assert dropped() is None  # the watch does not keep a dropped session's state alive
+        for i in range(5 * _COMPACT_AT):
+            now[0] += 1000
+            watch.watch(SessionTracker(f"sesn_w{i + 1}", telemetry))  # each dropped right away
+        assert watch.pending() <= _COMPACT_AT + 1
+        threading.Event().wait(0.2)
+        assert wakes <= 6  # woken for the first deadline only, not once per watched session
+    finally:
+        watch.stop()
+
+
 def test_turn_indexes_continue_per_session_after_it_goes_idle(
     instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
 ) -> None:

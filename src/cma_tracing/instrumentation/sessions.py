@@ -11,6 +11,7 @@ import heapq
 import itertools
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from typing import Callable, Final, Generic, Mapping, Optional, TypeVar
 
@@ -127,15 +128,17 @@ class OrphanWatch:
     """One daemon thread that ends turns left with no stream for the orphan timeout.
 
     It earns its place: a turn must end on time even when the process is otherwise idle, so nothing on the app's
-    own path could do it. Started on first need; one entry per watched session, so its heap stays bounded.
+    own path could do it. Started on first need. It holds trackers weakly (a session the registry dropped has nothing
+    left to end), wakes only when the earliest deadline moves earlier, and sheds entries of dropped sessions, so
+    neither its heap nor a busy process's sends keep it working or growing.
     """
 
     def __init__(self, timeout_ns: int, clock: Callable[[], int] = time.time_ns) -> None:
         self.timeout_ns = timeout_ns
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
-        self._heap: list[tuple[int, int, SessionTracker]] = []
-        self._watched: set[SessionTracker] = set()
+        self._heap: list[tuple[int, int, weakref.ref[SessionTracker]]] = []
+        self._watched: weakref.WeakSet[SessionTracker] = weakref.WeakSet()
         self._seq = itertools.count()
         self._thread: Optional[threading.Thread] = None
         self._stopped = False
@@ -144,19 +147,33 @@ class OrphanWatch:
         with self._cond:
             if self._stopped or tracker in self._watched:
                 return
-            self._watched.add(tracker)
-            due = self._clock() + self.timeout_ns
-            heapq.heappush(self._heap, (due, next(self._seq), tracker))
+            self._push(self._clock() + self.timeout_ns, tracker)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="cma-tracing-orphan-watch", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+
+    def pending(self) -> int:
+        """Entries in the heap (for tests and the memory benchmark)."""
+        return len(self._heap)
 
     def stop(self) -> None:
         with self._cond:
             self._stopped = True
             self._heap.clear()
             self._watched.clear()
+            self._cond.notify()
+
+    def _push(self, due: int, tracker: SessionTracker) -> None:
+        """Lock held. Every deadline is now + timeout, so a new one is rarely the earliest: only then is the
+        thread woken to wait less."""
+        heap = self._heap
+        if len(heap) >= _COMPACT_AT and len(heap) > 2 * len(self._watched):
+            heap[:] = [entry for entry in heap if entry[2]() in self._watched]
+            heapq.heapify(heap)
+        self._watched.add(tracker)
+        entry = (due, next(self._seq), weakref.ref(tracker))
+        heapq.heappush(heap, entry)
+        if heap[0] is entry:
             self._cond.notify()
 
     def _run(self) -> None:
@@ -168,7 +185,10 @@ class OrphanWatch:
                 if self._stopped:
                     self._thread = None
                     return
-                _, _, tracker = heapq.heappop(self._heap)
+                _, _, ref = heapq.heappop(self._heap)
+                tracker = ref()
+                if tracker is None or tracker not in self._watched:
+                    continue
                 self._watched.discard(tracker)
             try:
                 again = tracker.check_orphan(self._clock(), self.timeout_ns)
@@ -178,5 +198,9 @@ class OrphanWatch:
             if again is not None:
                 with self._cond:
                     if not self._stopped and tracker not in self._watched:
-                        self._watched.add(tracker)
-                        heapq.heappush(self._heap, (again, next(self._seq), tracker))
+                        self._push(again, tracker)
+            del tracker
+
+
+#: Heap size past which entries of dropped sessions are shed (when they are at least half of it).
+_COMPACT_AT: Final = 1024
