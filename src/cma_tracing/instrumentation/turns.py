@@ -12,7 +12,6 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Final, Iterable, Mapping, Optional
 
-from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -611,7 +610,7 @@ class SessionTracker:
         telemetry = self._telemetry
         span = telemetry.tracer.start_span(
             templates.turn_name,
-            context=otel_context.get_current(),
+            context=None,  # the current context: the turn's parent is whatever span the app has current
             kind=SpanKind.CLIENT,
             attributes=attributes,
             start_time=now_ns,
@@ -651,13 +650,15 @@ class SessionTracker:
         end_ns = max(end_ns, turn.start_ns)
         content: Mapping[str, Any] = {}
         try:
-            end_attributes = _end_attributes(turn, reason) if turn.content is not None or span.is_recording() else {}
-            span.set_attributes(end_attributes)
+            recording = span.is_recording()
+            end_attributes = _end_attributes(turn, reason) if turn.content is not None or recording else _NO_FIELDS
+            if recording:
+                span.set_attributes(end_attributes)
             if error_type is not None:
                 span.set_attribute(A.ERROR_TYPE, error_type)
                 description = str(error) if error is not None else error_type
                 span.set_status(Status(StatusCode.ERROR, description[:1024]))
-            elif ok:
+            elif ok and recording:
                 span.set_status(_STATUS_OK)
             if turn.content is not None:
                 finish = end_attributes.get(A.GEN_AI_RESPONSE_FINISH_REASONS)
