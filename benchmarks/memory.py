@@ -60,8 +60,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     warm_streams = args.warmup // TURNS_PER_STREAM
     after_warmup = 0.0
     for i in range(streams):
+        session_id = f"sesn_mem_{i % args.sessions}"
         replay.load(short_turns(i))
-        for _ in replay.events(f"sesn_mem_{i % args.sessions}"):
+        # The first turn of each stream is sent first, as apps do: the send opens it, with no stream open yet, so
+        # the orphan watch has the session in view too.
+        replay.echo_ids = [f"sevt_u{i}_0"]
+        replay.client.beta.sessions.events.send(session_id, events=[{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}])
+        for _ in replay.events(session_id):
             pass
         if i + 1 == warm_streams:
             gc.collect()
@@ -74,6 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "rss_at_end_mb": round(rss_mb(), 2),
         "active_sessions": registry.active_count() if registry else -1,
         "remembered_sessions": registry.remembered_count() if registry else -1,
+        "orphan_watch_entries": registry.orphan_watch_entries() if registry else -1,
     }
     result["growth_mb"] = round(result["rss_at_end_mb"] - result["rss_after_warmup_mb"], 2)
     print(json.dumps(result))

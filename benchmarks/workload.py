@@ -52,10 +52,12 @@ def sse_body(turns: int, tag: str) -> bytes:
 
 
 class Replay:
-    """A client whose every `events.stream` call returns the body set with `load`."""
+    """A client whose every `events.stream` call returns the body set with `load`, and whose `events.send` echoes
+    the sent events with the ids set in `echo_ids` (as the API does)."""
 
     def __init__(self, open_telemetry: Any = False) -> None:
         self._body = b""
+        self.echo_ids: list[str] = []
         transport = httpx2.MockTransport(self._handle)
         self.client = anthropic.Anthropic(
             api_key="bench",
@@ -69,6 +71,10 @@ class Replay:
         self._body = body
 
     def _handle(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method == "POST":
+            sent = json.loads(request.content or b"{}").get("events", [])
+            echoed = [{**event, "id": event_id, "processed_at": None} for event, event_id in zip(sent, self.echo_ids)]
+            return httpx2.Response(200, json={"data": echoed})
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=self._body)
 
     def events(self, session_id: str) -> Iterator[Any]:

@@ -110,6 +110,9 @@ class SessionRegistry:
     def remembered_count(self) -> int:
         return len(self._turn_counts)
 
+    def orphan_watch_entries(self) -> int:
+        return self._watch.pending()
+
     def shutdown(self) -> None:
         """End every open turn (`shutdown`) and stop the watch. Never raises."""
         try:
