@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.replay --rounds 15
+
+check: setup
+	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/python -m mypy
+	$(BIN)/ruff check --select F src tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -31,7 +31,7 @@ def rss_mb() -> float:
 
 def short_turns(stream_index: int) -> bytes:
     """Ten 4-event turns (user.message, request start and end, idle), ids unique to this stream."""
-    frames = []
+    frames: list[bytes] = []
     for t in range(TURNS_PER_STREAM):
         tag = f"{stream_index}_{t}"
         events = [

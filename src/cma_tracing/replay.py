@@ -116,7 +116,7 @@ def _next_time(steps: list[Step], fallback: int) -> int:
 
 
 def _from_cassette(text: str, session_id: Optional[str]) -> list[RecordedSession]:
-    import yaml  # vcrpy's own dependency; only cassettes need it
+    import yaml  # type: ignore[import-untyped]  # vcrpy's own dependency (no stubs); only cassettes need it
 
     cassette = yaml.safe_load(text) or {}
     sessions: dict[str, RecordedSession] = {}

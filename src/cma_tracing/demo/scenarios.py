@@ -43,7 +43,8 @@ def _end(start: dict[str, Any], input_tokens: int, output_tokens: int, is_error:
     return _event("span.model_request_end", model_request_start_id=start["id"], is_error=is_error, model_usage=usage)
 
 
-def _text(text: str) -> list[dict[str, str]]:
+def _text(text: str) -> Any:
+    """Text content blocks, as the SDK's params and the API's events both spell them."""
     return [{"type": "text", "text": text}]
 
 
@@ -72,7 +73,8 @@ def _read_until_idle(client: anthropic.Anthropic, session_id: str) -> Any:
     return None
 
 
-def _message(text: str) -> dict[str, Any]:
+def _message(text: str) -> Any:
+    """A `user.message` to send (the SDK types its params as TypedDicts; this plain dict is one)."""
     return {"type": "user.message", "content": _text(text)}
 
 
@@ -195,7 +197,10 @@ def failing(client: anthropic.Anthropic, server: FakeCMAServer) -> None:
     _session(server, session_id, "support-bot", ["web_fetch"], model="claude-sonnet-4-5")
     client.beta.sessions.create(agent="agent_support", environment_id="env_demo")
     user, first, second = _id(), _start(), _start()
-    error = lambda retry: _event("session.error", error={"type": "model_overloaded_error", "message": "Overloaded", "retry_status": {"type": retry}})  # noqa: E731
+
+    def error(retry: str) -> dict[str, Any]:
+        return _event("session.error", error={"type": "model_overloaded_error", "message": "Overloaded", "retry_status": {"type": retry}})
+
     server.queue_send(session_id, [user])
     server.queue_stream(session_id, [
         Event(_event("session.status_running")),

@@ -44,7 +44,7 @@ def get_str(obj: Any, name: str) -> str | None:
 def as_int(value: Any) -> int:
     """A token count: ints as they are, anything else (None, str, bool, float NaN) as 0."""
     if value.__class__ is int:
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, float) and value == value and abs(value) < 1e18:
         return int(value)
     return 0
@@ -54,7 +54,7 @@ def fields_of(obj: Any) -> dict[Any, Any]:
     """Every field of a dict or a pydantic model (its unknown ones included) as one dict, to read several fields
     of one object with a single call. Not a copy unless the model has unknown fields; do not modify it."""
     if obj.__class__ is dict:
-        return obj  # type: ignore[no-any-return]
+        return obj
     fields = getattr(obj, "__dict__", None)
     if not isinstance(fields, dict):
         return {}

@@ -180,7 +180,7 @@ class SessionTracker:
                         fields = event.__dict__
                     except AttributeError:
                         fields = _NO_FIELDS
-                event_type = fields.get("type")
+                event_type: Any = fields.get("type")
                 if event_type is None and fields is not event:
                     event_type = getattr(event, "type", None)
                 event_id = fields.get("id")

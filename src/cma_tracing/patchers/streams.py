@@ -47,7 +47,7 @@ class _StreamWatch:
             log_swallowed("stream finish")
 
 
-class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
+class TracedStream(wrapt.ObjectProxy[Any]):
     """An `anthropic.Stream` of session or thread events, observed."""
 
     def __init__(self, stream: Any, on_event: OnEvent, on_finish: OnFinish) -> None:
@@ -112,7 +112,7 @@ class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
             watch.finish(StreamEnd.CLOSED)
 
 
-class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc]
+class TracedAsyncStream(wrapt.ObjectProxy[Any]):
     """An `anthropic.AsyncStream` of session or thread events, observed."""
 
     def __init__(self, stream: Any, on_event: OnEvent, on_finish: OnFinish) -> None:
