@@ -210,6 +210,33 @@ def test_keyboard_interrupt_mid_stream_propagates_and_the_turn_still_ends(
     assert spans.turn().status.status_code is StatusCode.UNSET
 
 
+def test_ctrl_c_while_the_sdk_reads_the_stream_propagates_and_abandons_the_turn(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    """The usual Ctrl-C lands inside the SDK's blocking read, not in the app's loop body, and without any `with`."""
+    server.queue_send("sesn_ctrl_c", ["sevt_u1"])
+    server.queue_stream("sesn_ctrl_c", steps(turn_events("sevt_u1")[:4]) + [Hold(10)])
+    loop_client.beta.sessions.events.send("sesn_ctrl_c", events=[message()])
+    stream = loop_client.beta.sessions.events.stream("sesn_ctrl_c")
+    sdk_stream = stream.__wrapped__
+    reading = sdk_stream._iterator
+
+    def interrupted_read() -> Any:
+        for _ in range(3):
+            yield next(reading)
+        raise KeyboardInterrupt
+
+    sdk_stream._iterator = interrupted_read()
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        for event in stream:
+            seen.append(event.type)
+    assert len(seen) == 3
+    assert stop_reason(spans) == "abandoned"
+    assert spans.turn().status.status_code is StatusCode.UNSET
+    stream.close()
+
+
 @pytest.mark.asyncio
 async def test_async_stream_is_an_async_stream_and_a_cancelled_task_ends_the_turn(
     instrumented: Any, server: FakeCMAServer, loop_async_client: anthropic.AsyncAnthropic, spans: Spans
