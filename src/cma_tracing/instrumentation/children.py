@@ -45,11 +45,13 @@ class _Child:
 
 
 class _Subagent:
-    __slots__ = ("span", "context")
+    __slots__ = ("span", "context", "start_ns", "end_ns")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, start_ns: int) -> None:
         self.span = span
         self.context = set_span_in_context(span)
+        self.start_ns = start_ns
+        self.end_ns = 0  # set when it ends
 
 
 class ChildTemplates:
@@ -85,7 +87,7 @@ class ChildTemplates:
 class TurnChildren:
     """Open child spans of one turn. Called by its `SessionTracker` with the session's lock held."""
 
-    __slots__ = ("_telemetry", "_turn_context", "_templates", "_requests", "_tools", "_threads")
+    __slots__ = ("_telemetry", "_turn_context", "_templates", "_requests", "_tools", "_threads", "_ended_threads")
 
     def __init__(self, telemetry: Telemetry, turn_span: Span, templates: ChildTemplates) -> None:
         self._telemetry = telemetry
@@ -94,6 +96,7 @@ class TurnChildren:
         self._requests: dict[str, _Child] = {}
         self._tools: dict[str, _Child] = {}
         self._threads: dict[str, _Subagent] = {}
+        self._ended_threads: dict[str, _Subagent] = {}  # their late or fetched events still go under them
 
     # -- model requests ------------------------------------------------------------------------------------------
 
@@ -142,7 +145,7 @@ class TurnChildren:
                 metrics.model_request((now_ns - child.start_ns) / 1e9, tokens[0], tokens[1], templates.chat_metrics)
 
     def _start_chat(self, thread_id: Optional[str], now_ns: int) -> Span:
-        subagent = thread_id is not None and thread_id in self._threads
+        subagent = thread_id is not None and self.knows_thread(thread_id)
         return self._telemetry.tracer.start_span(
             A.OP_CHAT if subagent else self._templates.chat_name,
             context=self._parent(thread_id),
@@ -171,7 +174,7 @@ class TurnChildren:
         permission = get_str(event, "evaluated_permission")
         if permission:
             attrs[A.TOOL_PERMISSION] = permission
-        if thread_id is not None and thread_id in self._threads:
+        if thread_id is not None and self.knows_thread(thread_id):
             attrs[A.SESSION_THREAD_ID] = thread_id
         child = _Child(
             self._telemetry.tracer.start_span(
@@ -244,7 +247,23 @@ class TurnChildren:
     # -- subagents -----------------------------------------------------------------------------------------------
 
     def has_thread(self, thread_id: str) -> bool:
+        """Whether the thread's subagent span is open."""
         return thread_id in self._threads
+
+    def knows_thread(self, thread_id: str) -> bool:
+        """Whether the thread had a subagent span in this turn, open or ended."""
+        return thread_id in self._threads or thread_id in self._ended_threads
+
+    def thread_ids(self) -> list[str]:
+        """This turn's subagent threads, open and ended."""
+        return [*self._threads, *self._ended_threads]
+
+    def thread_range(self, thread_id: str, now_ns: int) -> tuple[int, int]:
+        """When the thread's subagent span started and ended (`now_ns` if it is still open)."""
+        subagent = self._threads.get(thread_id) or self._ended_threads.get(thread_id)
+        if subagent is None:
+            return now_ns, now_ns
+        return subagent.start_ns, subagent.end_ns or now_ns
 
     def thread_started(self, thread_id: str, agent_name: Optional[str], now_ns: int) -> None:
         if thread_id in self._threads or len(self._threads) >= MAX_OPEN_CHILDREN:
@@ -263,7 +282,7 @@ class TurnChildren:
             attributes=attrs,
             start_time=now_ns,
         )
-        self._threads[thread_id] = _Subagent(span)
+        self._threads[thread_id] = _Subagent(span, now_ns)
 
     def thread_named(self, thread_id: str, agent_name: Optional[str]) -> None:
         """A thread whose events came before its `session.thread_created` learns its agent's name."""
@@ -279,6 +298,9 @@ class TurnChildren:
         if stop_reason:
             subagent.span.set_attribute(A.TURN_STOP_REASON, stop_reason)
         subagent.span.end(end_time=now_ns)
+        subagent.end_ns = now_ns
+        if len(self._ended_threads) < MAX_OPEN_CHILDREN:
+            self._ended_threads[thread_id] = subagent
 
     # -- the end of the turn -------------------------------------------------------------------------------------
 
@@ -296,10 +318,11 @@ class TurnChildren:
             subagent.span.set_attribute(A.SPAN_INCOMPLETE, True)
             subagent.span.end(end_time=now_ns)
         self._threads.clear()
+        self._ended_threads.clear()
 
     def _parent(self, thread_id: Optional[str]) -> Context:
         if thread_id is not None:
-            subagent = self._threads.get(thread_id)
+            subagent = self._threads.get(thread_id) or self._ended_threads.get(thread_id)
             if subagent is not None:
                 return subagent.context
         return self._turn_context

@@ -62,6 +62,10 @@ class SessionRegistry:
         self._agents: LRU[str, Mapping[str, AttributeValue]] = LRU(MAX_REMEMBERED_SESSIONS)
         self._watch = OrphanWatch(int(orphan_timeout_s * 1e9))
 
+    @property
+    def telemetry(self) -> Telemetry:
+        return self._telemetry
+
     def acquire(self, session_id: str, stream: bool = False) -> SessionTracker:
         """The session's tracker, claimed for one send, list or stream (the caller must release or finish it)."""
         while True:

@@ -19,6 +19,7 @@ class Telemetry:
     content: ContentPolicy = field(default=OFF)
     metrics: Optional[Metrics] = None
     logger: Any = None  # an OpenTelemetry `Logger`, for content in log records (EVENT modes)
+    fetch_subthreads: bool = False  # fetch subagent threads' own events when a coordinator turn ends (API calls)
 
     def emit_content(self, span: Span, attributes: Mapping[str, Any], time_ns: int) -> None:
         """One `gen_ai.client.inference.operation.details` log record, in the span's context. Never raises."""

@@ -140,6 +140,7 @@ class SessionTracker:
         self._telemetry = telemetry
         self._registry = registry
         self._feed_thread: Optional[str] = None  # while routing a thread feed's event: that thread
+        self._fetching = False  # while routing events fetched after the fact (`fetch_subthreads`)
         self._lock = threading.RLock()  # re-entered by `on_listed`, which routes each listed event
         self._seen: set[str] = set()
         self._seen_old: set[str] = set()
@@ -273,6 +274,48 @@ class SessionTracker:
                 if self.turn is not turn:
                     break
             self._settle()
+
+    @never_raises
+    def threads_to_fetch(self, event: Any) -> list[str]:
+        """With `fetch_subthreads`, for a `session.status_idle` about to end the open turn: the subagent threads
+        whose own feeds to fetch first (the turn's, open or ended). Empty otherwise."""
+        with self._lock:
+            turn = self.turn
+            if turn is None or turn.children is None or turn.anchor is None or get(event, "type") != "session.status_idle":
+                return []
+            stop = get(event, "stop_reason")
+            if (get_str(stop, "type") if stop is not None else None) == StopReason.REQUIRES_ACTION:
+                return []
+            return turn.children.thread_ids()
+
+    @never_raises
+    def on_fetched(self, thread_id: str, events: Iterable[Any], now_ns: int) -> None:
+        """A page of a subagent thread's events fetched after the fact (`fetch_subthreads`): those after the turn's
+        own user.message go under the thread's subagent span.
+
+        Nobody saw them arrive, so each is placed by its `processed_at`, shifted from the server's clock to ours by
+        the turn's own user.message, and kept within the subagent span.
+        """
+        with self._lock:
+            turn = self.turn
+            if turn is None or turn.children is None or turn.anchor is None:
+                return
+            anchor = turn.anchor
+            low, high = turn.children.thread_range(thread_id, now_ns)
+            self._fetching = True
+            try:
+                for event in events:
+                    at = _timestamp(get(event, "processed_at"))
+                    try:
+                        if at is None or at <= anchor:
+                            continue
+                        offset = at - anchor
+                    except TypeError:  # one stamp with a time zone and one without
+                        continue
+                    at_ns = turn.start_ns + (offset.days * 86_400 + offset.seconds) * 1_000_000_000 + offset.microseconds * 1000
+                    self.on_event(event, min(max(at_ns, low), high), FROM_THREAD, thread_id)
+            finally:
+                self._fetching = False
 
     @never_raises
     def begin_send(self, events: Any, now_ns: int) -> Optional[Turn]:
@@ -544,7 +587,7 @@ class SessionTracker:
 
     def _on_thread_created(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         children = turn.children
-        if children is None:
+        if children is None or self._fetching:
             return
         thread_id = get_str(event, "session_thread_id")
         if thread_id is None or thread_id == self.primary_thread:
@@ -556,7 +599,7 @@ class SessionTracker:
 
     def _on_thread_status(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         children = turn.children
-        if children is None:
+        if children is None or self._fetching:  # a fetched feed's own statuses: its span's life is already known
             return
         thread_id = get_str(event, "session_thread_id") or self._feed_thread
         if thread_id is None:
@@ -588,7 +631,7 @@ class SessionTracker:
             return None
         if not isinstance(thread_id, str):
             return None
-        if not turn.children.has_thread(thread_id):
+        if not turn.children.knows_thread(thread_id):
             # Only a subagent's events carry a thread id on the session's stream (cross-posted blocking calls).
             turn.children.thread_started(thread_id, get_str(event, "agent_name"), now_ns)
         return thread_id

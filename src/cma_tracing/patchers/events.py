@@ -13,19 +13,24 @@ import wrapt
 from anthropic import AsyncStream, Stream
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation, unwrap
 from opentelemetry.util.types import AttributeValue
 
 from ..instrumentation.agents import client_attributes
-from ..instrumentation.safety import never_raises
+from ..instrumentation.fields import as_list, get
+from ..instrumentation.safety import log_swallowed, never_raises
 from ..instrumentation.sessions import SessionRegistry
 from ..instrumentation.turns import SessionTracker, Turn
 from .errors import error_type
-from .streams import TracedAsyncStream, TracedStream
+from .streams import AsyncFetch, Fetch, TracedAsyncStream, TracedStream
 
 EVENTS_MODULE: Final = "anthropic.resources.beta.sessions.events"
 PAGINATION_MODULE: Final = "anthropic.pagination"
 DEFAULT_BETA: Final = "managed-agents-2026-04-01"
+IDLE: Final = "session.status_idle"
+#: `fetch_subthreads`: the timeout of each list call, and the pages read per thread at most.
+FETCH_TIMEOUT_S: Final = 10.0
+MAX_FETCH_PAGES: Final = 20
 #: The paths of `events.list` and `threads.events.list` pages (first and later ones); stream paths do not match.
 _LIST_PATH: Final = re.compile(r"/v1/sessions/([^/?#]+)/(?:threads/([^/?#]+)/)?events/?(?:[?#]|$)")
 
@@ -127,14 +132,20 @@ class SessionEventsPatcher:
         if not is_instrumentation_enabled() or not isinstance(stream, Stream):
             return stream
         tracker = self._open_stream(instance, args, kwargs)
-        return TracedStream(stream, tracker.on_event, tracker.stream_finished) if tracker is not None else stream
+        if tracker is None:
+            return stream
+        fetch = _fetcher(instance, tracker) if self._registry.telemetry.fetch_subthreads else None
+        return TracedStream(stream, tracker.on_event, tracker.stream_finished, fetch)
 
     async def _async_stream(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         stream = await wrapped(*args, **kwargs)
         if not is_instrumentation_enabled() or not isinstance(stream, AsyncStream):
             return stream
         tracker = self._open_stream(instance, args, kwargs)
-        return TracedAsyncStream(stream, tracker.on_event, tracker.stream_finished) if tracker is not None else stream
+        if tracker is None:
+            return stream
+        fetch = _async_fetcher(instance, tracker) if self._registry.telemetry.fetch_subthreads else None
+        return TracedAsyncStream(stream, tracker.on_event, tracker.stream_finished, fetch)
 
     @never_raises
     def _open_stream(self, instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Optional[SessionTracker]:
@@ -167,6 +178,55 @@ class SessionEventsPatcher:
             tracker.on_listed(data, time.time_ns(), match.group(2))
         finally:
             tracker.release()
+
+
+def _fetcher(resource: Any, tracker: SessionTracker) -> Optional[Fetch]:
+    """`fetch_subthreads`: before a coordinator turn's ending idle reaches the tracker, list each of its subagent
+    threads' own events with the same client and add them under the subagent's span."""
+    threads_api = getattr(getattr(getattr(getattr(getattr(resource, "_client", None), "beta", None), "sessions", None), "threads", None), "events", None)
+    if threads_api is None:
+        return None
+
+    def fetch(event: Any, now_ns: int) -> None:
+        if get(event, "type") != IDLE:
+            return
+        try:
+            for thread_id in tracker.threads_to_fetch(event) or ():
+                with suppress_instrumentation():  # our own calls: neither traced nor fed back by the page hook
+                    first = threads_api.list(thread_id, session_id=tracker.session_id, timeout=FETCH_TIMEOUT_S)
+                    for number, page in enumerate(first.iter_pages()):
+                        tracker.on_fetched(thread_id, as_list(getattr(page, "data", None)), now_ns)
+                        if number + 1 >= MAX_FETCH_PAGES:
+                            break
+        except Exception:
+            log_swallowed("fetch_subthreads")
+
+    return fetch
+
+
+def _async_fetcher(resource: Any, tracker: SessionTracker) -> Optional[AsyncFetch]:
+    """`_fetcher` for the async client."""
+    threads_api = getattr(getattr(getattr(getattr(getattr(resource, "_client", None), "beta", None), "sessions", None), "threads", None), "events", None)
+    if threads_api is None:
+        return None
+
+    async def fetch(event: Any, now_ns: int) -> None:
+        if get(event, "type") != IDLE:
+            return
+        try:
+            for thread_id in tracker.threads_to_fetch(event) or ():
+                with suppress_instrumentation():
+                    first = await threads_api.list(thread_id, session_id=tracker.session_id, timeout=FETCH_TIMEOUT_S)
+                    number = 0
+                    async for page in first.iter_pages():
+                        tracker.on_fetched(thread_id, as_list(getattr(page, "data", None)), now_ns)
+                        number += 1
+                        if number >= MAX_FETCH_PAGES:
+                            break
+        except Exception:
+            log_swallowed("fetch_subthreads")
+
+    return fetch
 
 
 def _session_id(args: Any, kwargs: Mapping[str, Any]) -> Optional[str]:

@@ -9,7 +9,7 @@ exit, garbage collection, an interrupt or a cancelled task).
 from __future__ import annotations
 
 import time
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
 
 import wrapt
 from anthropic import APIStatusError
@@ -24,6 +24,10 @@ _time_ns = time.time_ns
 OnEvent = Callable[[Any, int], None]
 #: Told once how the stream stopped: (StreamEnd, time, error, error.type).
 OnFinish = Callable[[str, int, "BaseException | None", str], None]
+#: Called with each event and its time before the tracker sees it (`fetch_subthreads`): it may fetch what the
+#: event's turn still needs. Never raises.
+Fetch = Callable[[Any, int], None]
+AsyncFetch = Callable[[Any, int], Awaitable[None]]
 
 
 class _StreamWatch:
@@ -50,10 +54,11 @@ class _StreamWatch:
 class TracedStream(wrapt.ObjectProxy[Any]):
     """An `anthropic.Stream` of session or thread events, observed."""
 
-    def __init__(self, stream: Any, on_event: OnEvent, on_finish: OnFinish) -> None:
+    def __init__(self, stream: Any, on_event: OnEvent, on_finish: OnFinish, fetch: Optional[Fetch] = None) -> None:
         super().__init__(stream)
         self._self_watch = _StreamWatch(on_finish)
         self._self_on_event = on_event
+        self._self_fetch = fetch
 
     def __iter__(self) -> Iterator[Any]:
         """`for event in stream`: a generator, as the SDK's own `Stream.__iter__` is. Resuming a generator costs
@@ -63,9 +68,13 @@ class TracedStream(wrapt.ObjectProxy[Any]):
     def _self_events(self) -> Iterator[Any]:
         on_event = self._self_on_event
         watch = self._self_watch
+        fetch = self._self_fetch
         try:
             for event in self.__wrapped__:
-                on_event(event, _time_ns())
+                now = _time_ns()
+                if fetch is not None:
+                    fetch(event, now)
+                on_event(event, now)
                 yield event
         except GeneratorExit:
             # The loop that held this generator went away (a `break`): the stream itself may still be read on,
@@ -91,7 +100,10 @@ class TracedStream(wrapt.ObjectProxy[Any]):
         except BaseException:
             self._self_watch.finish(StreamEnd.CLOSED)
             raise
-        self._self_on_event(event, _time_ns())
+        now = _time_ns()
+        if self._self_fetch is not None:
+            self._self_fetch(event, now)
+        self._self_on_event(event, now)
         return event
 
     def __enter__(self) -> TracedStream:
@@ -115,10 +127,11 @@ class TracedStream(wrapt.ObjectProxy[Any]):
 class TracedAsyncStream(wrapt.ObjectProxy[Any]):
     """An `anthropic.AsyncStream` of session or thread events, observed."""
 
-    def __init__(self, stream: Any, on_event: OnEvent, on_finish: OnFinish) -> None:
+    def __init__(self, stream: Any, on_event: OnEvent, on_finish: OnFinish, fetch: Optional[AsyncFetch] = None) -> None:
         super().__init__(stream)
         self._self_watch = _StreamWatch(on_finish)
         self._self_on_event = on_event
+        self._self_fetch = fetch
 
     def __aiter__(self) -> AsyncIterator[Any]:
         """`async for event in stream`: an async generator, as the SDK's own `AsyncStream.__aiter__` is."""
@@ -127,9 +140,13 @@ class TracedAsyncStream(wrapt.ObjectProxy[Any]):
     async def _self_events(self) -> AsyncIterator[Any]:
         on_event = self._self_on_event
         watch = self._self_watch
+        fetch = self._self_fetch
         try:
             async for event in self.__wrapped__:
-                on_event(event, _time_ns())
+                now = _time_ns()
+                if fetch is not None:
+                    await fetch(event, now)
+                on_event(event, now)
                 yield event
         except GeneratorExit:
             raise  # as in `TracedStream._self_events`: a dropped loop is not a closed stream
@@ -153,7 +170,10 @@ class TracedAsyncStream(wrapt.ObjectProxy[Any]):
         except BaseException:
             self._self_watch.finish(StreamEnd.CLOSED)
             raise
-        self._self_on_event(event, _time_ns())
+        now = _time_ns()
+        if self._self_fetch is not None:
+            await self._self_fetch(event, now)
+        self._self_on_event(event, now)
         return event
 
     async def __aenter__(self) -> TracedAsyncStream:

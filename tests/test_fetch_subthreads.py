@@ -1,0 +1,133 @@
+"""SPEC §3.3, `fetch_subthreads=True`: when a coordinator turn goes idle, each subagent thread's own events are
+listed with the app's client and added under that subagent's span before the turn span ends. Off by default: no
+API call of ours then."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import anthropic
+import httpx2
+import pytest
+
+from cma_tracing.demo.loopback import Event, FakeCMAServer
+from tests.conftest import Spans
+from tests.support import events as ev
+from tests.support.scenarios import message
+from tests.test_children import TOLERANCE_S, assert_nested, attrs, run_turn, seconds
+
+RESEARCHER = "sthr_research"
+T0 = datetime(2026, 8, 17, 16, 21, 33, tzinfo=timezone.utc)
+
+
+def _at(event: dict[str, Any], seconds_after: float) -> dict[str, Any]:
+    """The event stamped `seconds_after` the turn's user.message, on the server's clock."""
+    return {**event, "processed_at": (T0 + timedelta(seconds=seconds_after)).isoformat().replace("+00:00", "Z")}
+
+
+def _queue(server: FakeCMAServer, session_id: str) -> None:
+    """A coordinator turn with one subagent (0.1 s → 0.8 s after the user.message), whose model request (0.2 s →
+    0.5 s) only its own feed carries; the feed also has an older turn's request, before the user.message."""
+    stream = [
+        Event(_at(ev.running(), 0)),
+        Event(_at(ev.user_message("sevt_u"), 0)),
+        Event(_at(ev.event("session.thread_created", session_thread_id=RESEARCHER, agent_name="researcher"), 0.1), 0.1),
+        Event(_at(ev.event("session.thread_status_running", session_thread_id=RESEARCHER, agent_name="researcher"), 0.1)),
+        Event(_at(ev.event("session.thread_status_idle", session_thread_id=RESEARCHER, agent_name="researcher", stop_reason={"type": "end_turn"}), 0.8), 0.7),
+        Event(_at(ev.idle(), 0.9), 0.1),
+    ]
+    old_start, start = ev.request_start(), ev.request_start()
+    feed = [
+        _at(old_start, -60), _at(ev.request_end(old_start["id"], 999, 9), -59),  # an earlier turn's: not this one's
+        _at(ev.event("session.thread_status_running", session_thread_id=RESEARCHER), 0.1),
+        _at(start, 0.2), _at(ev.agent_message("found it"), 0.45), _at(ev.request_end(start["id"], 300, 30), 0.5),
+        _at(ev.event("session.thread_status_idle", session_thread_id=RESEARCHER, stop_reason={"type": "end_turn"}), 0.8),
+    ]
+    server.queue_send(session_id, ["sevt_u"])
+    server.queue_stream(session_id, stream)
+    server.queue_list_page(session_id, feed[:3], next_page="page_2", thread_id=RESEARCHER)
+    server.queue_list_page(session_id, feed[3:], thread_id=RESEARCHER)
+
+
+def _thread_lists(server: FakeCMAServer) -> list[str]:
+    return [r.path for r in server.requests if r.method == "GET" and "/threads/" in r.path and r.path.endswith("/events")]
+
+
+def _assert_fetched(spans: Spans) -> None:
+    turn = spans.turn()
+    (research,) = [s for s in spans.children(turn) if s.name == "invoke_agent researcher"]
+    (chat,) = spans.children(research)
+    assert chat.name == "chat" and attrs(chat)["gen_ai.usage.input_tokens"] == 300
+    assert seconds(chat) == pytest.approx(0.3, abs=TOLERANCE_S)  # from the feed's stamps, placed on our clock
+    assert attrs(turn)["gen_ai.usage.input_tokens"] == 300  # the older turn's 999 stayed out
+    assert attrs(turn)["anthropic.turn.stop_reason"] == "end_turn"
+    assert "anthropic.span.incomplete" not in attrs(research)
+    assert_nested(spans)
+
+
+def test_a_sync_stream_fetches_each_subagents_feed_before_the_turn_ends(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    instrument(fetch_subthreads=True)
+    _queue(server, "sesn_fetch")
+    run_turn(loop_client, "sesn_fetch")
+    _assert_fetched(spans)
+    assert len(_thread_lists(server)) == 2  # both pages, with the app's own client
+    assert not [s for s in spans.all() if "list" in s.name]  # our own calls are not traced
+
+
+@pytest.mark.asyncio
+async def test_an_async_stream_fetches_each_subagents_feed_before_the_turn_ends(
+    instrument: Any, server: FakeCMAServer, loop_async_client: anthropic.AsyncAnthropic, spans: Spans
+) -> None:
+    instrument(fetch_subthreads=True)
+    _queue(server, "sesn_afetch")
+    await loop_async_client.beta.sessions.events.send("sesn_afetch", events=[message()])
+    async for event in await loop_async_client.beta.sessions.events.stream("sesn_afetch"):
+        if event.type == "session.status_idle":
+            break
+    _assert_fetched(spans)
+    assert len(_thread_lists(server)) == 2
+
+
+def test_off_by_default_no_api_call_is_made(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    _queue(server, "sesn_nofetch")
+    run_turn(loop_client, "sesn_nofetch")
+    assert _thread_lists(server) == []
+    (research,) = [s for s in spans.children(spans.turn()) if s.name == "invoke_agent researcher"]
+    assert spans.children(research) == []
+
+
+class _FailingThreadLists(httpx2.HTTPTransport):
+    """Real HTTP, except that listing a thread's events answers 500."""
+
+    failed = 0
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method == "GET" and "/threads/" in request.url.path and request.url.path.endswith("/events"):
+            self.failed += 1
+            return httpx2.Response(500, json={"type": "error", "error": {"type": "api_error", "message": "boom"}})
+        return super().handle_request(request)
+
+
+def test_a_failing_fetch_still_ends_the_turn_and_the_app_sees_every_event(
+    instrument: Any, server: FakeCMAServer, spans: Spans
+) -> None:
+    instrument(fetch_subthreads=True)
+    _queue(server, "sesn_fetch_fails")
+    transport = _FailingThreadLists()
+    client = anthropic.Anthropic(
+        base_url=server.base_url, api_key="k", max_retries=0, open_telemetry=False, http_client=httpx2.Client(transport=transport)
+    )
+    client.beta.sessions.events.send("sesn_fetch_fails", events=[message()])
+    types = [event.type for event in client.beta.sessions.events.stream("sesn_fetch_fails")]
+    assert types == ["session.status_running", "user.message", "session.thread_created", "session.thread_status_running",
+                     "session.thread_status_idle", "session.status_idle"]
+    assert transport.failed == 1
+    turn = spans.turn()
+    assert attrs(turn)["anthropic.turn.stop_reason"] == "end_turn"
+    (research,) = [s for s in spans.children(turn) if s.name == "invoke_agent researcher"]
+    assert spans.children(research) == []
