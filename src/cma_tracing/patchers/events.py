@@ -183,7 +183,7 @@ class SessionEventsPatcher:
 def _fetcher(resource: Any, tracker: SessionTracker) -> Optional[Fetch]:
     """`fetch_subthreads`: before a coordinator turn's ending idle reaches the tracker, list each of its subagent
     threads' own events with the same client and add them under the subagent's span."""
-    threads_api = getattr(getattr(getattr(getattr(getattr(resource, "_client", None), "beta", None), "sessions", None), "threads", None), "events", None)
+    threads_api = _thread_events(resource)
     if threads_api is None:
         return None
 
@@ -206,7 +206,7 @@ def _fetcher(resource: Any, tracker: SessionTracker) -> Optional[Fetch]:
 
 def _async_fetcher(resource: Any, tracker: SessionTracker) -> Optional[AsyncFetch]:
     """`_fetcher` for the async client."""
-    threads_api = getattr(getattr(getattr(getattr(getattr(resource, "_client", None), "beta", None), "sessions", None), "threads", None), "events", None)
+    threads_api = _thread_events(resource)
     if threads_api is None:
         return None
 
@@ -227,6 +227,14 @@ def _async_fetcher(resource: Any, tracker: SessionTracker) -> Optional[AsyncFetc
             log_swallowed("fetch_subthreads")
 
     return fetch
+
+
+def _thread_events(resource: Any) -> Any:
+    """`client.beta.sessions.threads.events` of the client that made `resource`, or None."""
+    api = getattr(resource, "_client", None)
+    for name in ("beta", "sessions", "threads", "events"):
+        api = getattr(api, name, None)
+    return api
 
 
 def _session_id(args: Any, kwargs: Mapping[str, Any]) -> Optional[str]:
