@@ -122,6 +122,28 @@ Handler = Callable[["SessionTracker", Turn, Any, Optional[str], int], None]
 class SessionTracker:
     """Turns of one session, following SPEC §3.1. One per session id, shared by every stream and send of it."""
 
+    __slots__ = (
+        "session_id",
+        "turn",
+        "turn_count",
+        "streams_open",
+        "quiet_since_ns",
+        "claims",
+        "retired",
+        "primary_thread",
+        "_telemetry",
+        "_registry",
+        "_feed_thread",
+        "_fetching",
+        "_lock",
+        "_seen",
+        "_seen_old",
+        "_base_attributes",
+        "_start_attributes",
+        "_templates",
+        "__weakref__",  # the orphan watch holds trackers weakly
+    )
+
     def __init__(
         self,
         session_id: str,
