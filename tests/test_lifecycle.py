@@ -290,6 +290,20 @@ def test_events_are_deduplicated_by_id_within_a_session() -> None:
     assert span_attrs["anthropic.turn.events"] == 5
 
 
+def test_a_late_echo_of_the_turn_that_just_ended_is_not_a_new_turn() -> None:
+    """Dedupe ids live with their turn (the stream never replays; list pages feed only the open turn), and the last
+    ended turn's ids are kept: its user.message echoed again after its idle does not open a turn."""
+    h = Harness()
+    first = ev.user_message("sevt_u1")
+    h.feed([first, ev.agent_message(), ev.idle()])
+    h.feed([dict(first, processed_at=None)])
+    assert h.tracker.turn is None and len(h.turns()) == 1
+    assert h.tracker.has_seen("sevt_u1")
+    h.feed([ev.user_message("sevt_u2"), ev.idle()])
+    assert [attrs(t)["anthropic.turn.index"] for t in h.turns()] == [1, 2]
+    assert not h.tracker.has_seen("sevt_u1")  # two turns on: forgotten, as bounded memory should
+
+
 def test_dedupe_memory_is_bounded_but_covers_recent_ids() -> None:
     h = Harness()
     h.feed([ev.user_message()])
@@ -297,7 +311,7 @@ def test_dedupe_memory_is_bounded_but_covers_recent_ids() -> None:
     h.feed(ev.event("agent.thinking", id=i) for i in ids)
     h.feed(ev.event("agent.thinking", id=i) for i in ids[-1000:])  # the recent ones are remembered
     assert h.tracker.turn is not None and h.tracker.turn.events == 5001
-    assert len(h.tracker._seen) + len(h.tracker._seen_old) <= 2048
+    assert len(h.tracker.turn.seen) + len(h.tracker.turn.seen_old) <= 2048
 
 
 def test_list_pages_feed_only_events_after_the_turns_own_user_message() -> None:

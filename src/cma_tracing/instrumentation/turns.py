@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Final, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Final, Iterable, Mapping, Optional
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -28,7 +28,9 @@ from .safety import log_swallowed, never_raises
 if TYPE_CHECKING:
     from .sessions import SessionRegistry
 
-#: Recent event ids kept per session for deduplication, in two generations of this size each.
+#: Event ids kept per turn for deduplication, in two generations of this size each. The stream never replays and list
+#: pages feed only the open turn's events, so duplicates (echoes, overlapping pages) fall within the open turn; the
+#: turn that ended last is kept too, for a late echo. A turn's set is as small as the turn, and stays in cache.
 DEDUPE_GENERATION: Final = 1024
 #: Distinct tool names kept per turn.
 MAX_TOOL_NAMES: Final = 64
@@ -38,6 +40,7 @@ MAX_SENT_IDS: Final = 256
 MAX_OPEN_REQUESTS: Final = 256
 
 _NO_FIELDS: Final[dict[str, Any]] = {}
+_NO_IDS: Final[AbstractSet[str]] = frozenset()
 
 
 #: Where an event came from: the session's stream, an `events.list` page, or a subagent thread's own feed.
@@ -85,6 +88,8 @@ class Turn:
         "children",
         "content",
         "ended",
+        "seen",
+        "seen_old",
     )
 
     def __init__(self, span: Span, index: int, start_ns: int, adopting: bool) -> None:
@@ -114,6 +119,16 @@ class Turn:
         self.children: Optional[TurnChildren] = None  # None with child_spans=False
         self.content: Optional[TurnContent] = None  # None unless content capture is on
         self.ended = False
+        # Ids of the events routed to this turn, for deduplication, in two generations (the older one frozen).
+        self.seen: set[str] = set()
+        self.seen_old: AbstractSet[str] = _NO_IDS
+
+    def remember(self, event_id: str) -> None:
+        seen = self.seen
+        seen.add(event_id)
+        if len(seen) >= DEDUPE_GENERATION:
+            self.seen_old = seen
+            self.seen = set()
 
 
 Handler = Callable[["SessionTracker", Turn, Any, Optional[str], int], None]
@@ -136,8 +151,8 @@ class SessionTracker:
         "_feed_thread",
         "_fetching",
         "_lock",
-        "_seen",
-        "_seen_old",
+        "_ended_seen",
+        "_ended_seen_old",
         "_base_attributes",
         "_start_attributes",
         "_templates",
@@ -164,8 +179,9 @@ class SessionTracker:
         self._feed_thread: Optional[str] = None  # while routing a thread feed's event: that thread
         self._fetching = False  # while routing events fetched after the fact (`fetch_subthreads`)
         self._lock = threading.RLock()  # re-entered by `on_listed`, which routes each listed event
-        self._seen: set[str] = set()
-        self._seen_old: set[str] = set()
+        # The ids of the turn that ended last (a turn keeps its own): a late echo of its events is not news.
+        self._ended_seen: AbstractSet[str] = _NO_IDS
+        self._ended_seen_old: AbstractSet[str] = _NO_IDS
         self._base_attributes: dict[str, AttributeValue] = {
             A.GEN_AI_OPERATION_NAME: A.OP_INVOKE_AGENT,
             A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
@@ -207,16 +223,19 @@ class SessionTracker:
                 if event_type is None and fields is not event:
                     event_type = getattr(event, "type", None)
                 event_id = fields.get("id")
+                turn = self.turn
                 if event_id is not None:
                     if event_id.__class__ is not str:
                         event_id = None
-                    elif event_id in self._seen or event_id in self._seen_old:
+                    elif turn is not None:
+                        if event_id in turn.seen or event_id in turn.seen_old:
+                            return
+                    elif event_id in self._ended_seen or event_id in self._ended_seen_old:
                         return
                 role = _DISPATCH.get(event_type) if event_type.__class__ is str else None
-                turn = self.turn
                 if role is None:
                     if turn is not None and event_id is not None:
-                        self._remember(event_id)
+                        turn.remember(event_id)
                         turn.events += 1
                         turn.unknown_events += 1
                         turn.last_ns = now_ns
@@ -237,11 +256,11 @@ class SessionTracker:
                 if turn is None:
                     return
                 if event_id is not None:
-                    seen = self._seen
+                    seen = turn.seen
                     seen.add(event_id)
                     if len(seen) >= DEDUPE_GENERATION:
-                        self._seen_old = seen
-                        self._seen = set()
+                        turn.seen_old = seen
+                        turn.seen = set()
                     turn.events += 1
                 turn.last_ns = now_ns
                 if output:
@@ -460,21 +479,17 @@ class SessionTracker:
             self._settle()
 
     def has_seen(self, event_id: str) -> bool:
-        """Whether this session already routed the event with this id (recently)."""
-        return event_id in self._seen or event_id in self._seen_old
+        """Whether this session already routed the event with this id (in its open turn or the one before)."""
+        turn = self.turn
+        if turn is not None and (event_id in turn.seen or event_id in turn.seen_old):
+            return True
+        return event_id in self._ended_seen or event_id in self._ended_seen_old
 
     def idle(self) -> bool:
         """Nothing open or in progress: the session's state can be dropped."""
         return self.turn is None and self.claims == 0
 
     # -- routing (lock held) -----------------------------------------------------------------------------------
-
-    def _remember(self, event_id: str) -> None:
-        seen = self._seen
-        seen.add(event_id)
-        if len(seen) >= DEDUPE_GENERATION:
-            self._seen_old = seen
-            self._seen = set()
 
     # -- handlers (lock held; `turn` is None only for user.message) -------------------------------------------
 
@@ -706,6 +721,7 @@ class SessionTracker:
         turn.ended = True
         if self.turn is turn:
             self.turn = None
+        self._ended_seen, self._ended_seen_old = turn.seen, turn.seen_old
         span = turn.span
         try:
             if turn.children is not None:
