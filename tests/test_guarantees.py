@@ -93,6 +93,30 @@ def test_malformed_and_unknown_events_pass_through_untouched(
     assert spans.turns()  # the turn still opened and ended
 
 
+def test_a_field_this_sdk_version_does_not_declare_is_still_read() -> None:
+    """Beta drift: a field the installed SDK does not know lands in `__pydantic_extra__`; handlers read it all the
+    same. Simulated by moving declared fields there, as an older SDK would have parsed them."""
+    adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(BetaManagedAgentsStreamSessionEvents)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracker = SessionTracker("sesn_drift", Telemetry(provider.get_tracer("t")))
+    start = ev.request_start()
+    end = adapter.validate_python(ev.request_end(start["id"], input=7, output=3))
+    use = adapter.validate_python(ev.tool_use("web_fetch"))
+    for model, field in ((end, "model_usage"), (use, "name")):
+        value = model.__dict__.pop(field)
+        if model.__pydantic_extra__ is None:
+            object.__setattr__(model, "__pydantic_extra__", {})
+        model.__pydantic_extra__[field] = value
+    for i, event in enumerate([ev.user_message(), start, use, end, ev.idle()]):
+        tracker.on_event(event, 10**18 + i)
+    (turn,) = [s for s in exporter.get_finished_spans() if s.name.startswith("invoke_agent")]
+    attrs = dict(turn.attributes or {})
+    assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (7, 3)
+    assert attrs["anthropic.turn.tool_names"] == ("web_fetch",)
+
+
 def test_a_dict_event_works_like_a_model_event() -> None:
     adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(BetaManagedAgentsStreamSessionEvents)
     results = []
