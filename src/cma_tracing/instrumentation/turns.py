@@ -256,7 +256,7 @@ class SessionTracker:
                 if turn is None:
                     return
                 if event_id is not None:
-                    seen = turn.seen
+                    seen = turn.seen  # `turn.remember(event_id)`, inlined on the hot path
                     seen.add(event_id)
                     if len(seen) >= DEDUPE_GENERATION:
                         turn.seen_old = seen
