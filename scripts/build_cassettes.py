@@ -36,58 +36,19 @@ from vcr.request import Request
 from vcr.serialize import serialize
 from vcr.serializers import yamlserializer
 
+from cma_tracing.demo.loopback import SESSION_TEMPLATE
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "cassettes"
 
 BASE_URL = "https://api.anthropic.com"
 BETA = "managed-agents-2026-04-01"
 
-# The real session object of 2026-08-17 (real_session_object_aug.json), compact,
-# keys in the order the API sent them. Only its ``id`` is replaced per scenario.
-REAL_SESSION: Dict[str, Any] = {
-    "agent": {
-        "description": "Uses bash for a single arithmetic command",
-        "id": "agent_0178EAqEXzAVgoiucYPVscc6",
-        "mcp_servers": [],
-        "model": {"id": "claude-haiku-4-5", "speed": "standard"},
-        "multiagent": None,
-        "name": "braintrust-sdk-managed-agent-bash",
-        "skills": [],
-        "system": "For arithmetic requests, use exactly one bash command and then answer with only the numeric result.",
-        "tools": [
-            {
-                "configs": [{"enabled": True, "name": "bash", "permission_policy": {"type": "always_allow"}}],
-                "default_config": {"enabled": False, "permission_policy": {"type": "always_allow"}},
-                "type": "agent_toolset_20260401",
-            }
-        ],
-        "type": "agent",
-        "version": 1,
-    },
-    "archived_at": None,
-    "budget": None,
-    "created_at": "2026-08-17T16:21:32.363295Z",
-    "environment_id": "env_012W55H8BqqsSgp2XJ3uQmBK",
-    "id": "sesn_01GuGWpFoC5zy8bwPaUPogbX",
-    "metadata": {"purpose": "test"},
-    "outcome_evaluations": [],
-    "resources": [],
-    "stats": {"active_seconds": 0, "duration_seconds": 0},
-    "status": "idle",
-    "title": "Issue 259 event stream",
-    "type": "session",
-    "updated_at": "2026-08-17T16:21:32.363295Z",
-    "usage": {
-        "active_seconds": 0,
-        "cache_creation": None,
-        "cache_read_input_tokens": 0,
-        "input_tokens": 0,
-        "list_cost": {"amount": "0", "currency": "USD"},
-        "output_tokens": 0,
-        "server_tool_use": {"web_fetch_requests": 0, "web_search_requests": 0},
-    },
-    "vault_ids": [],
-}
+# The real session object of 2026-08-17, keys in the order the API sent them: the loopback server's template with
+# the agent name and title the recording had. Only its ``id`` is replaced per scenario.
+REAL_SESSION: Dict[str, Any] = copy.deepcopy(SESSION_TEMPLATE)
+REAL_SESSION["agent"]["name"] = "braintrust-sdk-managed-agent-bash"
+REAL_SESSION["title"] = "Issue 259 event stream"
 AGENT_ID = REAL_SESSION["agent"]["id"]
 AGENT_NAME = REAL_SESSION["agent"]["name"]
 ENVIRONMENT_ID = REAL_SESSION["environment_id"]
