@@ -31,6 +31,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from cma_tracing.demo.loopback import serve_in_thread, stop_serving
+
 __all__ = ["OTLPReceiver", "ReceivedMetric", "ReceivedRequest", "ReceivedSpan", "running_receiver"]
 
 _SIGNALS: dict[str, tuple[type[Message], type[Message]]] = {
@@ -189,20 +191,14 @@ class OTLPReceiver:
         httpd = _HTTPServer(("127.0.0.1", 0), _Handler, self)
         self._httpd = httpd
         self.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="otlp-receiver", daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(httpd, "otlp-receiver")
         return self
 
     def stop(self) -> None:
         httpd = self._httpd
         if httpd is None:
             return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        stop_serving(httpd, self._thread)
         self._httpd = None
         self._thread = None
 

@@ -12,6 +12,7 @@ import json
 import re
 import select
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -198,10 +199,7 @@ class FakeCMAServer:
         httpd = _HTTPServer(("127.0.0.1", 0), _Handler, self)
         self._httpd = httpd
         self.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-cma-server", daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(httpd, "fake-cma-server")
         return self
 
     def stop(self) -> None:
@@ -217,10 +215,7 @@ class FakeCMAServer:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        stop_serving(httpd, self._thread)
         self._httpd = None
         self._thread = None
 
@@ -320,6 +315,21 @@ class FakeCMAServer:
                 self._connections.add(conn)
             else:
                 self._connections.discard(conn)
+
+
+def serve_in_thread(httpd: socketserver.BaseServer, name: str) -> threading.Thread:
+    """Serve `httpd` from a daemon thread (for the loopback server here and the tests' OTLP receiver)."""
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def stop_serving(httpd: socketserver.BaseServer, thread: threading.Thread | None) -> None:
+    """Stop what `serve_in_thread` started and close its socket."""
+    httpd.shutdown()
+    httpd.server_close()
+    if thread is not None:
+        thread.join(timeout=5)
 
 
 @contextmanager
