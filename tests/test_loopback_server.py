@@ -95,7 +95,7 @@ def test_stream_delivers_each_event_at_its_scripted_time(server: FakeCMAServer, 
     assert arrivals[0] < 0.2, "the first event must not wait for later ones"
     assert arrivals[1] - arrivals[0] >= 0.25
     assert arrivals[2] - arrivals[1] >= 0.25
-    assert server.wait_for_stream_close(SID, timeout=1)
+    assert server.wait_for_stream_close(SID, timeout=5)
     request = server.requests[-1]
     assert request.path == f"/v1/sessions/{SID}/events/stream"
     assert request.query["event_deltas[]"] == ["agent.message"]
@@ -111,7 +111,7 @@ def test_error_frame_raises_api_status_error_mid_iteration(server: FakeCMAServer
     assert seen == ["sevt_1"]
     assert info.value.status_code == 200
     assert info.value.body == overloaded
-    assert server.wait_for_stream_close(SID, timeout=1), "the SDK closes the response, ending the held stream"
+    assert server.wait_for_stream_close(SID, timeout=5), "the SDK closes the response, ending the held stream"
 
 
 def test_drop_reaches_the_caller_as_a_transport_error(server: FakeCMAServer, client: anthropic.Anthropic) -> None:
@@ -124,14 +124,14 @@ def test_drop_reaches_the_caller_as_a_transport_error(server: FakeCMAServer, cli
             seen.append(event.id)
     assert seen == ["sevt_1"]
     assert isinstance(info.value, httpx2.RemoteProtocolError)
-    assert server.wait_for_stream_close(SID, timeout=1)
+    assert server.wait_for_stream_close(SID, timeout=5)
 
 
 def test_unscripted_stream_is_held_until_the_client_closes(server: FakeCMAServer, client: anthropic.Anthropic) -> None:
     stream = client.beta.sessions.events.stream(SID)
     assert not server.wait_for_stream_close(SID, timeout=0.3)
     stream.close()
-    assert server.wait_for_stream_close(SID, timeout=1)
+    assert server.wait_for_stream_close(SID, timeout=5)
 
 
 def test_list_pages_through_the_cursor(server: FakeCMAServer, client: anthropic.Anthropic) -> None:
@@ -151,7 +151,7 @@ def test_thread_stream_and_list_are_keyed_by_thread(server: FakeCMAServer, clien
     listed = [event.id for event in client.beta.sessions.threads.events.list(TID, session_id=SID)]
     assert (streamed, listed) == (["sevt_thread_1"], ["sevt_thread_2"])
     assert server.requests[0].path == f"/v1/sessions/{SID}/threads/{TID}/stream"
-    assert server.wait_for_stream_close(SID, timeout=1, thread_id=TID)
+    assert server.wait_for_stream_close(SID, timeout=5, thread_id=TID)
     assert list(client.beta.sessions.events.list(SID)) == [], "the session's own pages are separate"
 
 
