@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import pydantic
 from anthropic.types.beta.sessions import BetaManagedAgentsStreamSessionEvents
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from cma_tracing.instrumentation.event_table import EVENT_ROLES
 from cma_tracing.instrumentation.sessions import SessionRegistry
@@ -20,14 +22,18 @@ _ADAPTER: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(BetaManagedAgentsStre
 
 
 class CountingSpan:
-    """Delegates to a real span and counts `end` calls."""
+    """Delegates to a real span and counts `end` calls, keeping the times it was given."""
 
-    def __init__(self, span: Any) -> None:
+    def __init__(self, span: Any, name: str, start_time: Any) -> None:
         self._span = span
+        self.name = name
         self.ends = 0
+        self.start_time = start_time
+        self.end_time: Any = None
 
     def end(self, end_time: Any = None) -> None:
         self.ends += 1
+        self.end_time = end_time
         self._span.end(end_time=end_time)
 
     def __getattr__(self, name: str) -> Any:
@@ -35,12 +41,12 @@ class CountingSpan:
 
 
 class CountingTracer:
-    def __init__(self) -> None:
-        self._tracer = TracerProvider().get_tracer("property")
+    def __init__(self, provider: TracerProvider | None = None) -> None:
+        self._tracer = (provider or TracerProvider()).get_tracer("property")
         self.spans: list[CountingSpan] = []
 
     def start_span(self, *args: Any, **kwargs: Any) -> CountingSpan:
-        span = CountingSpan(self._tracer.start_span(*args, **kwargs))
+        span = CountingSpan(self._tracer.start_span(*args, **kwargs), args[0], kwargs.get("start_time"))
         self.spans.append(span)
         return span
 
@@ -51,11 +57,34 @@ STOPS = st.sampled_from(["end_turn", "requires_action", "retries_exhausted", "re
 JUNK = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=2), st.booleans())
 
 
+#: What decides a turn's life, weighted so that sequences like idle(requires_action) -> running -> close come up.
+LIFECYCLE_TYPES = st.sampled_from(
+    ["user.message"] * 3
+    + ["session.status_idle"] * 3
+    + ["session.status_running"] * 2
+    + [
+        "agent.thinking",
+        "agent.message",
+        "agent.tool_use",
+        "agent.tool_result",
+        "span.model_request_start",
+        "span.model_request_end",
+        "session.status_terminated",
+        "session.deleted",
+        "session.error",
+        "user.custom_tool_result",
+        "session.thread_status_idle",
+        "agent.x",
+    ]
+)
+MANY_IDS = st.one_of(st.sampled_from([f"sevt_l{i}" for i in range(60)]), st.none())
+
+
 @st.composite
-def wire_event(draw: Any) -> Any:
-    event_type = draw(st.one_of(TYPES, JUNK))
+def wire_event(draw: Any, types: Any = TYPES, ids: Any = IDS) -> Any:
+    event_type = draw(st.one_of(types, JUNK))
     body: dict[str, Any] = {"type": event_type}
-    event_id = draw(st.one_of(IDS, JUNK))
+    event_id = draw(st.one_of(ids, JUNK))
     if event_id is not None:
         body["id"] = event_id
     if draw(st.booleans()):
@@ -82,27 +111,33 @@ def wire_event(draw: Any) -> Any:
     return body
 
 
-STEP = st.one_of(
-    st.tuples(st.just("event"), wire_event()),
-    st.tuples(st.just("send"), st.lists(st.one_of(wire_event(), st.just(ev.user_message(id=None))), max_size=3)),
-    st.tuples(st.just("send_ok"), st.lists(wire_event(), max_size=2)),
-    st.tuples(st.just("send_fail"), st.none()),
-    st.tuples(st.just("open"), st.none()),
-    st.tuples(st.just("finish"), st.sampled_from([StreamEnd.ENDED, StreamEnd.TRANSPORT, StreamEnd.FATAL, StreamEnd.CLOSED])),
-    st.tuples(st.just("list"), st.lists(wire_event(), max_size=4)),
-    st.tuples(st.just("orphan"), st.integers(0, 10**12)),
-    st.tuples(st.just("thread"), st.tuples(st.sampled_from(["sthr_a", "sthr_b"]), wire_event())),
-    st.tuples(st.just("thread_list"), st.tuples(st.sampled_from(["sthr_a", "sthr_b"]), st.lists(wire_event(), max_size=3))),
-)
+def steps_of(event: Any) -> Any:
+    """One step of an app's life with a session: an event read, a send, a stream opened or ended, a list..."""
+    return st.one_of(
+        st.tuples(st.just("event"), event),
+        st.tuples(st.just("send"), st.lists(st.one_of(event, st.just(ev.user_message(id=None))), max_size=3)),
+        st.tuples(st.just("send_ok"), st.lists(event, max_size=2)),
+        st.tuples(st.just("send_fail"), st.none()),
+        st.tuples(st.just("open"), st.none()),
+        st.tuples(st.just("finish"), st.sampled_from([StreamEnd.ENDED, StreamEnd.TRANSPORT, StreamEnd.FATAL, StreamEnd.CLOSED])),
+        st.tuples(st.just("list"), st.lists(event, max_size=4)),
+        st.tuples(st.just("orphan"), st.integers(0, 10**12)),
+        st.tuples(st.just("thread"), st.tuples(st.sampled_from(["sthr_a", "sthr_b"]), event)),
+        st.tuples(st.just("thread_list"), st.tuples(st.sampled_from(["sthr_a", "sthr_b"]), st.lists(event, max_size=3))),
+    )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(STEP, max_size=40))
-def test_any_sequence_never_raises_and_every_span_ends_exactly_once(steps: list[tuple[str, Any]]) -> None:
-    tracer = CountingTracer()
+STEP = steps_of(wire_event())
+LIFECYCLE_STEP = st.one_of(st.tuples(st.just("event"), wire_event(LIFECYCLE_TYPES, MANY_IDS)), steps_of(wire_event(LIFECYCLE_TYPES, MANY_IDS)))
+
+
+def run_steps(tracer: CountingTracer, steps: list[tuple[str, Any]], end_turn_at_last_step: bool = False) -> list[Any]:
+    """Feed `steps` to one session; returns the session's open turn (index, waiting) after each step. The turn still
+    open ends at the registry's shutdown (the wall clock's time), or one step after the last with the flag."""
     registry = SessionRegistry(Telemetry(tracer), orphan_timeout_s=1)  # type: ignore[arg-type]
     now = 10**18
     pending: list[Any] = []
+    states: list[Any] = []
     for kind, arg in steps:
         now += 1_000_000
         tracker = registry.acquire("sesn_prop")
@@ -127,5 +162,34 @@ def test_any_sequence_never_raises_and_every_span_ends_exactly_once(steps: list[
         elif kind == "thread_list":
             tracker.on_listed(arg[1], now, arg[0])
         tracker.release()
+        turn = tracker.turn
+        states.append(None if turn is None else (turn.index, turn.waiting))
+    if end_turn_at_last_step:
+        registry.acquire("sesn_prop").shutdown(now + 1_000_000)
     registry.shutdown()
+    return states
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(STEP, max_size=40))
+def test_any_sequence_never_raises_and_every_span_ends_exactly_once(steps: list[tuple[str, Any]]) -> None:
+    tracer = CountingTracer()
+    run_steps(tracer, steps)
     assert all(span.ends == 1 for span in tracer.spans), [span.ends for span in tracer.spans]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(LIFECYCLE_STEP, max_size=40))
+def test_a_turn_nobody_records_has_the_same_lifecycle_as_a_recorded_one(steps: list[tuple[str, Any]]) -> None:
+    """A sampled-out turn (no meter, no content) runs only the lifecycle handlers: it must open, wait and end at the
+    same steps and times as the same turn recorded in full."""
+    recorded, sampled_out = CountingTracer(), CountingTracer(TracerProvider(sampler=ALWAYS_OFF))
+    with mock.patch("time.time_ns", return_value=7 * 10**17):  # a failed send ends its turn at the clock's time
+        assert run_steps(recorded, steps, True) == run_steps(sampled_out, steps, True)
+    assert not any(span.is_recording() for span in sampled_out.spans)
+    times = [
+        [(span.start_time, span.end_time, span.ends) for span in tracer.spans if span.name.startswith("invoke_agent")]
+        for tracer in (recorded, sampled_out)
+    ]
+    assert not any(span.name.startswith("chat") for span in sampled_out.spans)  # nothing but turns is tracked
+    assert times[0] == times[1]

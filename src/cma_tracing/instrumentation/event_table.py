@@ -15,20 +15,23 @@ class Role(NamedTuple):
     `handler` names a `SessionTracker` method (None: the event is only counted). `output` marks agent output: it
     sets time to first chunk and ends a `requires_action` wait. `span_event` records the event on the turn span.
     `session_level` events speak for the whole session (they open, end or describe the turn); on a subagent
-    thread's own feed they are only counted.
+    thread's own feed they are only counted. A `lifecycle` handler opens, ends or holds the turn open: it runs even
+    for a turn nobody records (a sampled-out or no-op span, no meter, no content capture), where the other handlers,
+    which only feed attributes, metrics, content and child spans, do not.
     """
 
     handler: str | None = None
     output: bool = False
     span_event: bool = False
     session_level: bool = False
+    lifecycle: bool = False
 
 
 _NONE: Final = Role()
 
 EVENT_ROLES: Final[dict[str, Role]] = {
     # The client's own events, echoed back on the stream.
-    "user.message": Role("_on_user_message", session_level=True),
+    "user.message": Role("_on_user_message", session_level=True, lifecycle=True),
     "user.interrupt": Role("_on_user_reply"),
     "user.tool_confirmation": Role("_on_user_reply"),
     "user.custom_tool_result": Role("_on_user_reply"),
@@ -52,11 +55,11 @@ EVENT_ROLES: Final[dict[str, Role]] = {
     "span.outcome_evaluation_ongoing": _NONE,
     "span.outcome_evaluation_end": _NONE,
     # Session status.
-    "session.status_running": Role("_on_running", session_level=True),
-    "session.status_idle": Role("_on_idle", session_level=True),
+    "session.status_running": Role("_on_running", session_level=True, lifecycle=True),
+    "session.status_idle": Role("_on_idle", session_level=True, lifecycle=True),
     "session.status_rescheduled": Role(span_event=True, session_level=True),
-    "session.status_terminated": Role("_on_terminated", session_level=True),
-    "session.deleted": Role("_on_deleted", session_level=True),
+    "session.status_terminated": Role("_on_terminated", session_level=True, lifecycle=True),
+    "session.deleted": Role("_on_deleted", session_level=True, lifecycle=True),
     "session.error": Role("_on_session_error", session_level=True),
     "session.usage": Role("_on_usage", session_level=True),
     "session.updated": _NONE,

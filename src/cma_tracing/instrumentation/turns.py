@@ -90,10 +90,12 @@ class Turn:
         "ended",
         "seen",
         "seen_old",
+        "plan",
     )
 
-    def __init__(self, span: Span, index: int, start_ns: int, adopting: bool) -> None:
+    def __init__(self, span: Span, index: int, start_ns: int, adopting: bool, plan: Plan) -> None:
         self.span = span
+        self.plan = plan  # how each event type is handled: in full, or only the lifecycle if nobody records the turn
         self.index = index
         self.start_ns = start_ns
         self.last_ns = start_ns
@@ -132,6 +134,8 @@ class Turn:
 
 
 Handler = Callable[["SessionTracker", Turn, Any, Optional[str], int], None]
+#: type -> (handler, output, span_event, session_level): the table of `event_table`, resolved.
+Plan = dict[str, tuple[Optional[Handler], bool, bool, bool]]
 
 
 class SessionTracker:
@@ -232,7 +236,8 @@ class SessionTracker:
                             return
                     elif event_id in self._ended_seen or event_id in self._ended_seen_old:
                         return
-                role = _DISPATCH.get(event_type) if event_type.__class__ is str else None
+                plan = turn.plan if turn is not None else _DISPATCH  # user.message is the same in every plan
+                role = plan.get(event_type) if event_type.__class__ is str else None
                 if role is None:
                     if turn is not None and event_id is not None:
                         turn.remember(event_id)
@@ -695,10 +700,12 @@ class SessionTracker:
             attributes=attributes,
             start_time=now_ns,
         )
-        turn = Turn(span, self.turn_count, now_ns, adopting)
-        if telemetry.child_spans and (span.is_recording() or telemetry.metrics is not None or telemetry.content.on_events):
-            # Children of a turn nobody records (a no-op tracer or a sampled-out turn, and no meter or log records)
-            # would record nothing either: they are not tracked at all.
+        recorded = span.is_recording() or telemetry.metrics is not None
+        # A turn nobody records (a no-op tracer or a sampled-out turn, no meter, no content capture) follows only its
+        # lifecycle: its tokens, tools, children and span events would go nowhere.
+        turn = Turn(span, self.turn_count, now_ns, adopting, _DISPATCH if recorded or telemetry.content.enabled else _LIFECYCLE)
+        if telemetry.child_spans and (recorded or telemetry.content.on_events):
+            # Children of a turn nobody records (and no log records) would record nothing either: not tracked at all.
             turn.children = TurnChildren(telemetry, span, templates.children)
         if telemetry.content.enabled:
             turn.content = TurnContent(telemetry.content)
@@ -799,12 +806,22 @@ _NO_TOKENS: Final = (0, 0, 0, 0)
 _REPLY_TYPES: Final = frozenset(t for t, role in EVENT_ROLES.items() if role.handler == "_on_user_reply")
 _on_user_message_fn: Final = SessionTracker._on_user_message
 
-#: type -> (handler, output, span_event): the table of `event_table`, resolved once.
-_DISPATCH: Final[dict[str, tuple[Optional[Handler], bool, bool, bool]]] = {
+#: The table of `event_table`, resolved once.
+_DISPATCH: Final[Plan] = {
     event_type: (
         getattr(SessionTracker, role.handler) if role.handler else None,
         role.output,
         role.span_event,
+        role.session_level,
+    )
+    for event_type, role in EVENT_ROLES.items()
+}
+#: The same for a turn nobody records: only what opens, ends or holds the turn open.
+_LIFECYCLE: Final[Plan] = {
+    event_type: (
+        getattr(SessionTracker, role.handler) if role.handler and role.lifecycle else None,
+        role.output,
+        False,
         role.session_level,
     )
     for event_type, role in EVENT_ROLES.items()
