@@ -124,7 +124,9 @@ class Floor:
         """Make the calls on these providers' tracer and histograms from now on."""
         self.tracer = tracer_provider.get_tracer("floor")
         meter = meter_provider.get_meter("floor") if meter_provider is not None else None
-        self.histograms = {name: meter.create_histogram(name, **kw) for name, kw in self.histogram_options.items()} if meter else {}
+        self.histograms = (
+            {name: meter.create_histogram(name, **kw) for name, kw in self.histogram_options.items()} if meter else {}
+        )
         return self
 
     def events(self, replay: Replay, session_id: str) -> Iterator[Any]:
@@ -137,7 +139,9 @@ class Floor:
             for what, number, args in calls.get(position, ()):
                 if what == "start":
                     name, parent, kwargs = args
-                    spans[number] = span = tracer.start_span(name, context=contexts.get(parent) or Context(), **dict(kwargs))
+                    spans[number] = span = tracer.start_span(
+                        name, context=contexts.get(parent) or Context(), **dict(kwargs)
+                    )
                     contexts[number] = set_span_in_context(span)
                 elif what == "record":
                     histograms[args[0]].record(args[1], args[2])
@@ -170,7 +174,10 @@ def record_calls(child_spans: bool, metrics: bool) -> Floor:
     second = {position: calls for position, calls in log.calls.items() if 0 <= position < EVENTS_PER_TURN}
     first_span = min((number for calls in second.values() for what, number, _ in calls if what == "start"), default=0)
     renumbered = {
-        position: [(what, number - first_span if number >= 0 else number, _renumber(what, args, first_span)) for what, number, args in calls]
+        position: [
+            (what, number - first_span if number >= 0 else number, _renumber(what, args, first_span))
+            for what, number, args in calls
+        ]
         for position, calls in second.items()
     }
     return Floor(renumbered, meter.histograms if metrics else {})

@@ -35,11 +35,32 @@ def short_turns(stream_index: int) -> bytes:
     for t in range(TURNS_PER_STREAM):
         tag = f"{stream_index}_{t}"
         events = [
-            {"type": "user.message", "id": f"sevt_u{tag}", "processed_at": "2026-08-17T16:21:33.422973Z", "content": [{"type": "text", "text": "hi"}]},
+            {
+                "type": "user.message",
+                "id": f"sevt_u{tag}",
+                "processed_at": "2026-08-17T16:21:33.422973Z",
+                "content": [{"type": "text", "text": "hi"}],
+            },
             {"type": "span.model_request_start", "id": f"sevt_s{tag}", "processed_at": "2026-08-17T16:21:33.422974Z"},
-            {"type": "span.model_request_end", "id": f"sevt_e{tag}", "processed_at": "2026-08-17T16:21:34.588658Z", "model_request_start_id": f"sevt_s{tag}", "is_error": False,
-             "model_usage": {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}},
-            {"type": "session.status_idle", "id": f"sevt_i{tag}", "processed_at": "2026-08-17T16:21:38.426503Z", "stop_reason": {"type": "end_turn"}},
+            {
+                "type": "span.model_request_end",
+                "id": f"sevt_e{tag}",
+                "processed_at": "2026-08-17T16:21:34.588658Z",
+                "model_request_start_id": f"sevt_s{tag}",
+                "is_error": False,
+                "model_usage": {
+                    "input_tokens": 10,
+                    "output_tokens": 2,
+                    "cache_read_input_tokens": 0,
+                    "cache_creation_input_tokens": 0,
+                },
+            },
+            {
+                "type": "session.status_idle",
+                "id": f"sevt_i{tag}",
+                "processed_at": "2026-08-17T16:21:38.426503Z",
+                "stop_reason": {"type": "end_turn"},
+            },
         ]
         frames.extend(b"event: message\ndata: " + json.dumps(e).encode() + b"\n\n" for e in events)
     return b"".join(frames)
@@ -65,7 +86,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # The first turn of each stream is sent first, as apps do: the send opens it, with no stream open yet, so
         # the orphan watch has the session in view too.
         replay.echo_ids = [f"sevt_u{i}_0"]
-        replay.client.beta.sessions.events.send(session_id, events=[{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}])
+        replay.client.beta.sessions.events.send(
+            session_id, events=[{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}]
+        )
         for _ in replay.events(session_id):
             pass
         if i + 1 == warm_streams:

@@ -4,7 +4,8 @@ The machine is shared and noisy (the same bare replay can take 50 or 90 µs per 
 next), so a round replays the 10,000 events of every variant in slices of 50 turns (1,000 events), the same slice of
 every variant back to back in a rotating order: a slow spell lands on all of them alike. Times are the process's CPU
 time; the report gives each variant's median µs per event over all slices, and its ratio to the bare SDK as the
-median over slices of (variant / bare SDK on the same slice of the same round). Run it with `make bench` (or `python -m benchmarks.replay --rounds 15`).
+median over slices of (variant / bare SDK on the same slice of the same round). Run it with `make bench` (or
+`python -m benchmarks.replay --rounds 15`).
 """
 
 from __future__ import annotations
@@ -73,13 +74,28 @@ def variants(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> 
     return [
         Variant(BARE, False, None),
         Variant(BARE_ON, True, None),
-        Variant("cma-tracing, everything on (SDK tracing on)", True, {"tracer_provider": tracer_provider, "meter_provider": meter_provider}),
+        Variant(
+            "cma-tracing, everything on (SDK tracing on)",
+            True,
+            {"tracer_provider": tracer_provider, "meter_provider": meter_provider},
+        ),
         Variant(EVERYTHING, False, {"tracer_provider": tracer_provider, "meter_provider": meter_provider}),
         Variant(NO_OP, False, {"tracer_provider": NoOpTracerProvider(), "meter_provider": NoOpMeterProvider()}),
-        Variant(TURN_SPANS, False, {"tracer_provider": tracer_provider, "meter_provider": NoOpMeterProvider(), "child_spans": False}),
+        Variant(
+            TURN_SPANS,
+            False,
+            {"tracer_provider": tracer_provider, "meter_provider": NoOpMeterProvider(), "child_spans": False},
+        ),
         Variant(FLOOR_BARE, False, None, Floor({}, {}).bind(tracer_provider, None)),
-        Variant(FLOOR_EVERYTHING, False, None, record_calls(child_spans=True, metrics=True).bind(tracer_provider, meter_provider)),
-        Variant(FLOOR_TURN_SPANS, False, None, record_calls(child_spans=False, metrics=False).bind(tracer_provider, None)),
+        Variant(
+            FLOOR_EVERYTHING,
+            False,
+            None,
+            record_calls(child_spans=True, metrics=True).bind(tracer_provider, meter_provider),
+        ),
+        Variant(
+            FLOOR_TURN_SPANS, False, None, record_calls(child_spans=False, metrics=False).bind(tracer_provider, None)
+        ),
     ]
 
 
@@ -147,7 +163,9 @@ def own_work_per_event_us(parsed: Sequence[Any], rounds: int) -> tuple[float, fl
     return per_event, len(parsed) / statistics.median(core)
 
 
-def otel_floor_us(tracer_provider: TracerProvider, meter_provider: MeterProvider, n: int = 20000) -> tuple[float, float]:
+def otel_floor_us(
+    tracer_provider: TracerProvider, meter_provider: MeterProvider, n: int = 20000
+) -> tuple[float, float]:
     """What the OpenTelemetry SDK itself costs here: one span started and ended, one histogram record (µs)."""
     tracer = tracer_provider.get_tracer("floor")
     histogram = meter_provider.get_meter("floor").create_histogram("floor", unit="s")
@@ -195,10 +213,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return statistics.median(v - b for v, b in zip(results[name], results[base_of(name)])) / per_slice * 1e6
 
     print(
-        f"\ncma-tracing benchmark: {EVENTS:,} events ({TURNS} turns x {EVENTS_PER_TURN}) per variant and round, {args.rounds} rounds, "
-        f"in slices of {per_slice:,} events"
+        f"\ncma-tracing benchmark: {EVENTS:,} events ({TURNS} turns x {EVENTS_PER_TURN}) per variant and round, "
+        f"{args.rounds} rounds, in slices of {per_slice:,} events"
     )
-    print(f"python {platform.python_version()} on {platform.machine()}, {time.strftime('%Y-%m-%d')}; CPU time, medians\n")
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, {time.strftime('%Y-%m-%d')}; CPU time, medians\n"
+    )
     print(f"| {'variant':<46} | {'µs/event':>8} | {'over bare':>9} | {'ratio':>24} |")
     print(f"|{'-' * 48}|{'-' * 10}|{'-' * 11}|{'-' * 26}|")
     for name, us in median.items():
@@ -208,11 +228,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"own work per event (proxy + tracker, no-op providers, parsed events): {own_us:.2f} µs  (target <= 2 µs)")
     print(f"own work per event from the full replays (no-op minus bare):         {over_us(NO_OP):.2f} µs")
     print(f"core alone (tracker, no SDK, no-op providers): {core_eps:,.0f} events/s")
-    print(f"OpenTelemetry SDK floor here, in a tight loop: one span start+end {span_us:.1f} µs, one histogram record {record_us:.1f} µs")
-    print("OpenTelemetry SDK's own share, measured: the bare SDK making only the calls cma-tracing makes, at the same events")
+    print(
+        f"OpenTelemetry SDK floor here, in a tight loop: one span start+end {span_us:.1f} µs, "
+        f"one histogram record {record_us:.1f} µs"
+    )
+    print(
+        "OpenTelemetry SDK's own share, measured: the bare SDK making only the calls cma-tracing makes, "
+        "at the same events"
+    )
     for variant, floor in ((EVERYTHING, FLOOR_EVERYTHING), (TURN_SPANS, FLOOR_TURN_SPANS)):
         over, otel = over_us(variant), over_us(floor)
-        print(f"  {variant}: {over:5.2f} µs/event over bare = OpenTelemetry {otel:5.2f} ({ratio(floor):.3f}x) + cma-tracing {over - otel:5.2f}")
+        print(
+            f"  {variant}: {over:5.2f} µs/event over bare = OpenTelemetry {otel:5.2f} ({ratio(floor):.3f}x) "
+            f"+ cma-tracing {over - otel:5.2f}"
+        )
     targets = [
         ("own work per event <= 2 µs", own_us <= 2.0),
         ("turn spans only <= 1.05x", ratio(TURN_SPANS) <= 1.05),

@@ -26,7 +26,9 @@ def turn_events(tag: str) -> list[dict[str, Any]]:
     """One turn of 20 events: the real 14, with a second tool round (thinking, use, request end, result, start,
     thinking) spliced in before the final answer, every id made unique with `tag`."""
     real = real_turn()
-    extra = copy.deepcopy([real[4], real[5], real[6], real[7], real[8], real[4]])  # thinking, use, end, result, start, thinking
+    extra = copy.deepcopy(
+        [real[4], real[5], real[6], real[7], real[8], real[4]]
+    )  # thinking, use, end, result, start, thinking
     events = real[:9] + extra + real[9:]
     assert len(events) == EVENTS_PER_TURN
     out = []

@@ -368,7 +368,9 @@ class Cassette:
         return {
             **usage,
             "tool_calls": sum(
-                1 for e in seen.values() if e["type"] in ("agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use")
+                1
+                for e in seen.values()
+                if e["type"] in ("agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use")
             ),
             "model_requests_started": sum(1 for e in seen.values() if e["type"] == "span.model_request_start"),
             "model_requests_ended": len(ends),
@@ -598,14 +600,18 @@ def scenario_h() -> Cassette:
     ev.append(ev_running(ids("Running"), t.at(0.16)))
     ev.append({**u1, "processed_at": t.at(0.16)})
     ev.append(s1 := ev_request_start(ids("ReqStart1"), t.at()))
-    err = json.dumps({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, separators=(",", ":"))
+    err = json.dumps(
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, separators=(",", ":")
+    )
     c.stream(ev, keepalives=0, tail=f"event: error\ndata: {err}\n\n")
     c.meta = {"user_messages": [u1["id"]], "unended_request_start": [s1["id"]]}
     return c
 
 
 def scenario_i() -> Cassette:
-    c = Cassette("send_only", "the app creates a session and sends one user.message, nothing else", "sesn_01SynSendOnly")
+    c = Cassette(
+        "send_only", "the app creates a session and sends one user.message, nothing else", "sesn_01SynSendOnly"
+    )
     ids = Ids("I")
     c.create_session()
     u1 = ev_user_message(ids("UserU1"), None, "Say hello.")
@@ -624,7 +630,9 @@ def scenario_j() -> Cassette:
     return c
 
 
-def _totals(inp: int, out: int, cache_read: int, cache_creation: int, *, tools: int, started: int, ended: int) -> Dict[str, int]:
+def _totals(
+    inp: int, out: int, cache_read: int, cache_creation: int, *, tools: int, started: int, ended: int
+) -> Dict[str, int]:
     return {
         "input_tokens": inp,
         "output_tokens": out,

@@ -32,7 +32,13 @@ def _shape(exporter: InMemorySpanExporter) -> Counter[Any]:
     spans = exporter.get_finished_spans()
     names = {s.context.span_id: s.name for s in spans}
     return Counter(
-        (s.name, s.kind, names.get(s.parent.span_id) if s.parent else None, tuple(sorted(s.attributes or {})), s.status.status_code)
+        (
+            s.name,
+            s.kind,
+            names.get(s.parent.span_id) if s.parent else None,
+            tuple(sorted(s.attributes or {})),
+            s.status.status_code,
+        )
         for s in spans
     )
 

@@ -125,7 +125,10 @@ def test_an_always_ask_tool_span_covers_the_wait_for_confirmation_and_a_denial_e
     loop_client.beta.sessions.events.send(
         "sesn_ask", events=[{"type": "user.tool_confirmation", "tool_use_id": use["id"], "result": answer}]
     )
-    rest: list[dict[str, Any]] = [ev.running(), ev.event("user.tool_confirmation", "sevt_conf", tool_use_id=use["id"], result=answer)]
+    rest: list[dict[str, Any]] = [
+        ev.running(),
+        ev.event("user.tool_confirmation", "sevt_conf", tool_use_id=use["id"], result=answer),
+    ]
     if answer == "allow":
         rest.append(ev.tool_result(use["id"]))
     rest += [ev.agent_message(), ev.idle()]
@@ -157,10 +160,22 @@ def test_a_custom_tool_span_ends_when_the_app_sends_its_result_across_two_stream
     server.queue_send("sesn_custom", ["sevt_r"])
     loop_client.beta.sessions.events.send(
         "sesn_custom",
-        events=[{"type": "user.custom_tool_result", "custom_tool_use_id": use["id"], "content": [{"type": "text", "text": "18C"}]}],
+        events=[
+            {
+                "type": "user.custom_tool_result",
+                "custom_tool_use_id": use["id"],
+                "content": [{"type": "text", "text": "18C"}],
+            }
+        ],
     )
     echo = ev.event("user.custom_tool_result", "sevt_r", custom_tool_use_id=use["id"], content=[])
-    server.queue_stream("sesn_custom", [Event(e, 0.2 if e["type"] == "agent.message" else 0.0) for e in [ev.running(), echo, ev.agent_message(), ev.idle()]])
+    server.queue_stream(
+        "sesn_custom",
+        [
+            Event(e, 0.2 if e["type"] == "agent.message" else 0.0)
+            for e in [ev.running(), echo, ev.agent_message(), ev.idle()]
+        ],
+    )
     with loop_client.beta.sessions.events.stream("sesn_custom") as stream:
         for event in stream:
             if event.type == "session.status_idle":
@@ -190,12 +205,32 @@ def test_a_coordinator_with_two_subagents_and_a_cross_posted_blocking_tool_call(
         Event(ev.event("agent.thread_message_sent", to_session_thread_id=researcher, content=[])),
         Event(ev.event("session.thread_status_running", session_thread_id=researcher, agent_name="researcher")),
         Event(cross, 0.05),
-        Event(ev.event("agent.tool_result", tool_use_id=cross["id"], is_error=False, content=[], session_thread_id=researcher), 0.1),
-        Event(ev.event("session.thread_status_idle", session_thread_id=researcher, agent_name="researcher", stop_reason={"type": "end_turn"}), 0.05),
+        Event(
+            ev.event(
+                "agent.tool_result", tool_use_id=cross["id"], is_error=False, content=[], session_thread_id=researcher
+            ),
+            0.1,
+        ),
+        Event(
+            ev.event(
+                "session.thread_status_idle",
+                session_thread_id=researcher,
+                agent_name="researcher",
+                stop_reason={"type": "end_turn"},
+            ),
+            0.05,
+        ),
         Event(ev.event("agent.thread_message_received", from_session_thread_id=researcher, content=[])),
         Event(ev.event("session.thread_status_terminated", session_thread_id=writer, agent_name="writer")),
         Event(ev.request_end(start["id"], 10, 2)),
-        Event(ev.event("session.thread_status_idle", session_thread_id=primary, agent_name=coordinator, stop_reason={"type": "end_turn"})),
+        Event(
+            ev.event(
+                "session.thread_status_idle",
+                session_thread_id=primary,
+                agent_name=coordinator,
+                stop_reason={"type": "end_turn"},
+            )
+        ),
         Event(ev.idle()),
     ]
     server.queue_send("sesn_multi", ["sevt_u"])
@@ -203,7 +238,9 @@ def test_a_coordinator_with_two_subagents_and_a_cross_posted_blocking_tool_call(
     run_turn(loop_client, "sesn_multi")
 
     turn = spans.turn()
-    subagents = {attrs(s).get("gen_ai.agent.name"): s for s in spans.children(turn) if s.name.startswith("invoke_agent")}
+    subagents = {
+        attrs(s).get("gen_ai.agent.name"): s for s in spans.children(turn) if s.name.startswith("invoke_agent")
+    }
     assert set(subagents) == {"researcher", "writer"}  # the primary thread is not a subagent
     research = subagents["researcher"]
     assert research.kind is SpanKind.INTERNAL and attrs(research)["anthropic.session.thread_id"] == researcher
@@ -224,13 +261,36 @@ def test_a_subagent_threads_own_stream_adds_its_model_requests_under_its_span(
     server.queue_send("sesn_feed", ["sevt_u"])
     server.queue_stream(
         "sesn_feed",
-        steps([ev.running(), ev.user_message("sevt_u"), ev.event("session.thread_created", session_thread_id=researcher, agent_name="researcher")])
+        steps(
+            [
+                ev.running(),
+                ev.user_message("sevt_u"),
+                ev.event("session.thread_created", session_thread_id=researcher, agent_name="researcher"),
+            ]
+        )
         + [Hold(0.6)]
-        + steps([ev.event("session.thread_status_idle", session_thread_id=researcher, agent_name="researcher", stop_reason={"type": "end_turn"}), ev.idle()]),
+        + steps(
+            [
+                ev.event(
+                    "session.thread_status_idle",
+                    session_thread_id=researcher,
+                    agent_name="researcher",
+                    stop_reason={"type": "end_turn"},
+                ),
+                ev.idle(),
+            ]
+        ),
     )
     start = ev.request_start()
-    thread_feed = [ev.event("session.thread_status_running", session_thread_id=researcher, agent_name="researcher"), start]
-    thread_feed += [ev.agent_message(), ev.request_end(start["id"], 300, 30), ev.event("session.status_idle", stop_reason={"type": "end_turn"})]
+    thread_feed = [
+        ev.event("session.thread_status_running", session_thread_id=researcher, agent_name="researcher"),
+        start,
+    ]
+    thread_feed += [
+        ev.agent_message(),
+        ev.request_end(start["id"], 300, 30),
+        ev.event("session.status_idle", stop_reason={"type": "end_turn"}),
+    ]
     server.queue_stream("sesn_feed", [Event(e, 0.05) for e in thread_feed], thread_id=researcher)
 
     loop_client.beta.sessions.events.send("sesn_feed", events=[message()])
@@ -257,7 +317,13 @@ def test_event_delta_previews_set_time_to_first_chunk(
     start = ev.request_start()
     preview = ev.event("event_start", id=None, event={"type": "agent.message", "id": "sevt_msg"})
     delta = ev.event("event_delta", id=None, event_id="sevt_msg", delta={"type": "content_delta", "text": "4"})
-    script = [Event(ev.running()), Event(ev.user_message("sevt_u")), Event(start), Event(preview, 0.15), Event(delta, 0.1)]
+    script = [
+        Event(ev.running()),
+        Event(ev.user_message("sevt_u")),
+        Event(start),
+        Event(preview, 0.15),
+        Event(delta, 0.1),
+    ]
     script += [Event(ev.agent_message("4"), 0.1), Event(ev.request_end(start["id"], 1, 1)), Event(ev.idle())]
     server.queue_send("sesn_delta", ["sevt_u"])
     server.queue_stream("sesn_delta", script)
@@ -274,7 +340,13 @@ def test_retries_then_exhaustion_end_the_turn_with_error_and_failed_requests(
     first, second = ev.request_start(), ev.request_start()
     failed_1 = {**ev.request_end(first["id"], 5, 0), "is_error": True}
     failed_2 = {**ev.request_end(second["id"], 5, 0), "is_error": True}
-    script = [ev.running(), ev.user_message("sevt_u"), first, failed_1, ev.session_error("model_overloaded_error", "retrying")]
+    script = [
+        ev.running(),
+        ev.user_message("sevt_u"),
+        first,
+        failed_1,
+        ev.session_error("model_overloaded_error", "retrying"),
+    ]
     script += [ev.event("session.status_rescheduled"), ev.running(), second, failed_2]
     script += [ev.session_error("model_overloaded_error", "exhausted"), ev.idle("retries_exhausted")]
     server.queue_send("sesn_retry", ["sevt_u"])
@@ -312,7 +384,9 @@ def test_a_turn_abandoned_mid_tool_ends_its_open_children_marked_incomplete(
 def test_the_sdks_own_spans_and_ours_form_one_tree_without_duplicates(
     instrumented: Any, provider: Any, server: FakeCMAServer, spans: Spans
 ) -> None:
-    client = anthropic.Anthropic(base_url=server.base_url, api_key="k", max_retries=0, open_telemetry={"tracer_provider": provider[0]})
+    client = anthropic.Anthropic(
+        base_url=server.base_url, api_key="k", max_retries=0, open_telemetry={"tracer_provider": provider[0]}
+    )
     server.queue_send("sesn_tree", ["sevt_u"])
     server.queue_stream("sesn_tree", steps(turn_events("sevt_u")))
     run_turn(client, "sesn_tree")
@@ -336,9 +410,7 @@ def test_child_spans_false_keeps_the_turn_span_alone(
     assert attrs(spans.turn())["anthropic.turn.tool_calls"] == 1
 
 
-def test_children_of_concurrent_sessions_never_cross(
-    instrumented: Any, server: FakeCMAServer, spans: Spans
-) -> None:
+def test_children_of_concurrent_sessions_never_cross(instrumented: Any, server: FakeCMAServer, spans: Spans) -> None:
     import threading
 
     def session(i: int) -> None:

@@ -41,7 +41,11 @@ def test_arguments_win_then_the_environment_then_defaults(
     ],
 )
 def test_invalid_values_warn_and_fall_back(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, kwargs: dict[str, Any], env: dict[str, str], needle: str
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    kwargs: dict[str, Any],
+    env: dict[str, str],
+    needle: str,
 ) -> None:
     for key, value in env.items():
         monkeypatch.setenv(key, value)

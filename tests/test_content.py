@@ -36,9 +36,18 @@ def logs() -> Iterator[tuple[LoggerProvider, InMemoryLogRecordExporter]]:
 def scripted_turn(server: FakeCMAServer, session_id: str, agent_text: str = AGENT_TEXT) -> None:
     start = ev.request_start()
     use = ev.event("agent.tool_use", name="bash", input=TOOL_INPUT, evaluated_permission="allow")
-    result = ev.event("agent.tool_result", tool_use_id=use["id"], is_error=False, content=[{"type": "text", "text": TOOL_OUTPUT}])
+    result = ev.event(
+        "agent.tool_result", tool_use_id=use["id"], is_error=False, content=[{"type": "text", "text": TOOL_OUTPUT}]
+    )
     second = ev.request_start()
-    script = [ev.running(), ev.user_message("sevt_u", text=SECRET_TEXT), start, use, ev.request_end(start["id"], 3, 1), result]
+    script = [
+        ev.running(),
+        ev.user_message("sevt_u", text=SECRET_TEXT),
+        start,
+        use,
+        ev.request_end(start["id"], 3, 1),
+        result,
+    ]
     script += [second, ev.agent_message(agent_text), ev.request_end(second["id"], 4, 2), ev.idle()]
     server.queue_send(session_id, ["sevt_u"])
     server.queue_stream(session_id, steps(script))
@@ -46,7 +55,9 @@ def scripted_turn(server: FakeCMAServer, session_id: str, agent_text: str = AGEN
 
 def run(client: anthropic.Anthropic, server: FakeCMAServer, session_id: str = "sesn_c", **kwargs: Any) -> None:
     scripted_turn(server, session_id, **kwargs)
-    client.beta.sessions.events.send(session_id, events=[{"type": "user.message", "content": [{"type": "text", "text": SECRET_TEXT}]}])
+    client.beta.sessions.events.send(
+        session_id, events=[{"type": "user.message", "content": [{"type": "text", "text": SECRET_TEXT}]}]
+    )
     for event in client.beta.sessions.events.stream(session_id):
         if event.type == "session.status_idle":
             break
@@ -74,10 +85,16 @@ def test_no_content_in_any_span_by_default(
     assert "gen_ai.input.messages" not in recorded and "gen_ai.tool.call.arguments" not in recorded
 
 
-@pytest.mark.parametrize("switch", [{"capture_content": True}, {"capture_content": "SPAN_ONLY"}, {"env": "true"}, {"env": "span_only"}])
+@pytest.mark.parametrize(
+    "switch", [{"capture_content": True}, {"capture_content": "SPAN_ONLY"}, {"env": "true"}, {"env": "span_only"}]
+)
 def test_span_content_is_semconv_json_when_on(
-    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans,
-    monkeypatch: pytest.MonkeyPatch, switch: dict[str, Any],
+    instrument: Any,
+    server: FakeCMAServer,
+    loop_client: anthropic.Anthropic,
+    spans: Spans,
+    monkeypatch: pytest.MonkeyPatch,
+    switch: dict[str, Any],
 ) -> None:
     if "env" in switch:
         monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", switch["env"])
@@ -86,7 +103,9 @@ def test_span_content_is_semconv_json_when_on(
         instrument(**switch)
     run(loop_client, server)
     turn = dict(spans.turn().attributes or {})
-    assert json.loads(turn["gen_ai.input.messages"]) == [{"role": "user", "parts": [{"type": "text", "content": SECRET_TEXT}]}]
+    assert json.loads(turn["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": SECRET_TEXT}]}
+    ]
     output = json.loads(turn["gen_ai.output.messages"])
     assert output == [
         {
@@ -127,14 +146,20 @@ def test_cut_never_splits_a_character() -> None:
 
 
 def test_a_turn_streaming_megabytes_holds_at_most_the_cap(
-    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans, instrumented_registry: Any = None
+    instrument: Any,
+    server: FakeCMAServer,
+    loop_client: anthropic.Anthropic,
+    spans: Spans,
+    instrumented_registry: Any = None,
 ) -> None:
     instrumentor = instrument(capture_content=True, max_content_bytes=1000)
     chunk = "x" * 10_000
     script = [ev.running(), ev.user_message("sevt_u")] + [ev.agent_message(chunk) for _ in range(200)] + [ev.idle()]
     server.queue_send("sesn_big", ["sevt_u"])
     server.queue_stream("sesn_big", steps(script))
-    loop_client.beta.sessions.events.send("sesn_big", events=[{"type": "user.message", "content": [{"type": "text", "text": "go"}]}])
+    loop_client.beta.sessions.events.send(
+        "sesn_big", events=[{"type": "user.message", "content": [{"type": "text", "text": "go"}]}]
+    )
     stream = loop_client.beta.sessions.events.stream("sesn_big")
     held = []
     for event in stream:
@@ -186,8 +211,12 @@ def test_event_modes_emit_log_records(
 
 
 def test_an_invalid_mode_warns_once_and_keeps_content_off(
-    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    instrument: Any,
+    server: FakeCMAServer,
+    loop_client: anthropic.Anthropic,
+    spans: Spans,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "everything-please")
     with caplog.at_level(logging.WARNING, logger="cma_tracing"):
@@ -220,7 +249,9 @@ def test_no_api_key_header_or_token_is_ever_recorded(
     token = "Bearer tok_SECRET_AUTH_TOKEN"
     instrument(capture_content="SPAN_AND_EVENT", logger_provider=logs[0])
     client = anthropic.Anthropic(
-        base_url=server.base_url, api_key=key, max_retries=0,
+        base_url=server.base_url,
+        api_key=key,
+        max_retries=0,
         default_headers={"Authorization": token, "x-api-key": key},
         open_telemetry={"tracer_provider": provider[0]},
     )

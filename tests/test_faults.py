@@ -101,7 +101,8 @@ EXIT_APP = textwrap.dedent(
 
     client = anthropic.Anthropic(api_key="k", base_url="http://app.invalid", max_retries=0, open_telemetry=False,
                                  http_client=httpx2.Client(transport=httpx2.MockTransport(handle)))
-    client.beta.sessions.events.send("sesn_exit", events=[{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}])
+    hello = {"type": "user.message", "content": [{"type": "text", "text": "hi"}]}
+    client.beta.sessions.events.send("sesn_exit", events=[hello])
     for _ in client.beta.sessions.events.stream("sesn_exit"):
         pass
     print("EXITING WITH A TURN OPEN")

@@ -33,16 +33,34 @@ def _queue(server: FakeCMAServer, session_id: str) -> None:
         Event(_at(ev.running(), 0)),
         Event(_at(ev.user_message("sevt_u"), 0)),
         Event(_at(ev.event("session.thread_created", session_thread_id=RESEARCHER, agent_name="researcher"), 0.1), 0.1),
-        Event(_at(ev.event("session.thread_status_running", session_thread_id=RESEARCHER, agent_name="researcher"), 0.1)),
-        Event(_at(ev.event("session.thread_status_idle", session_thread_id=RESEARCHER, agent_name="researcher", stop_reason={"type": "end_turn"}), 0.8), 0.7),
+        Event(
+            _at(ev.event("session.thread_status_running", session_thread_id=RESEARCHER, agent_name="researcher"), 0.1)
+        ),
+        Event(
+            _at(
+                ev.event(
+                    "session.thread_status_idle",
+                    session_thread_id=RESEARCHER,
+                    agent_name="researcher",
+                    stop_reason={"type": "end_turn"},
+                ),
+                0.8,
+            ),
+            0.7,
+        ),
         Event(_at(ev.idle(), 0.9), 0.1),
     ]
     old_start, start = ev.request_start(), ev.request_start()
     feed = [
-        _at(old_start, -60), _at(ev.request_end(old_start["id"], 999, 9), -59),  # an earlier turn's: not this one's
+        _at(old_start, -60),
+        _at(ev.request_end(old_start["id"], 999, 9), -59),  # an earlier turn's: not this one's
         _at(ev.event("session.thread_status_running", session_thread_id=RESEARCHER), 0.1),
-        _at(start, 0.2), _at(ev.agent_message("found it"), 0.45), _at(ev.request_end(start["id"], 300, 30), 0.5),
-        _at(ev.event("session.thread_status_idle", session_thread_id=RESEARCHER, stop_reason={"type": "end_turn"}), 0.8),
+        _at(start, 0.2),
+        _at(ev.agent_message("found it"), 0.45),
+        _at(ev.request_end(start["id"], 300, 30), 0.5),
+        _at(
+            ev.event("session.thread_status_idle", session_thread_id=RESEARCHER, stop_reason={"type": "end_turn"}), 0.8
+        ),
     ]
     server.queue_send(session_id, ["sevt_u"])
     server.queue_stream(session_id, stream)
@@ -51,7 +69,9 @@ def _queue(server: FakeCMAServer, session_id: str) -> None:
 
 
 def _thread_lists(server: FakeCMAServer) -> list[str]:
-    return [r.path for r in server.requests if r.method == "GET" and "/threads/" in r.path and r.path.endswith("/events")]
+    return [
+        r.path for r in server.requests if r.method == "GET" and "/threads/" in r.path and r.path.endswith("/events")
+    ]
 
 
 def _assert_fetched(spans: Spans) -> None:
@@ -120,12 +140,22 @@ def test_a_failing_fetch_still_ends_the_turn_and_the_app_sees_every_event(
     _queue(server, "sesn_fetch_fails")
     transport = _FailingThreadLists()
     client = anthropic.Anthropic(
-        base_url=server.base_url, api_key="k", max_retries=0, open_telemetry=False, http_client=httpx2.Client(transport=transport)
+        base_url=server.base_url,
+        api_key="k",
+        max_retries=0,
+        open_telemetry=False,
+        http_client=httpx2.Client(transport=transport),
     )
     client.beta.sessions.events.send("sesn_fetch_fails", events=[message()])
     types = [event.type for event in client.beta.sessions.events.stream("sesn_fetch_fails")]
-    assert types == ["session.status_running", "user.message", "session.thread_created", "session.thread_status_running",
-                     "session.thread_status_idle", "session.status_idle"]
+    assert types == [
+        "session.status_running",
+        "user.message",
+        "session.thread_created",
+        "session.thread_status_running",
+        "session.thread_status_idle",
+        "session.status_idle",
+    ]
     assert transport.failed == 1
     turn = spans.turn()
     assert attrs(turn)["anthropic.turn.stop_reason"] == "end_turn"

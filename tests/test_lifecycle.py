@@ -27,9 +27,7 @@ class Harness:
         provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         tracer = Telemetry(provider.get_tracer("test"))
         self.registry = SessionRegistry(tracer, orphan_timeout_s) if registry else None
-        self.tracker = (
-            self.registry.acquire(SID) if self.registry is not None else SessionTracker(SID, tracer)
-        )
+        self.tracker = self.registry.acquire(SID) if self.registry is not None else SessionTracker(SID, tracer)
         self.now = 1_000_000_000_000
 
     def tick(self) -> int:
@@ -48,7 +46,11 @@ class Harness:
         return turn
 
     def turns(self) -> list[ReadableSpan]:
-        spans = [s for s in self.exporter.get_finished_spans() if s.kind is SpanKind.CLIENT and s.name.startswith("invoke_agent")]
+        spans = [
+            s
+            for s in self.exporter.get_finished_spans()
+            if s.kind is SpanKind.CLIENT and s.name.startswith("invoke_agent")
+        ]
         return sorted(spans, key=lambda s: s.start_time or 0)
 
     def turn(self) -> ReadableSpan:
@@ -159,7 +161,9 @@ def test_an_idle_without_a_readable_stop_reason_still_ends_the_turn() -> None:
     assert attrs(h.turn())["anthropic.turn.stop_reason"] == "unknown"
 
 
-@pytest.mark.parametrize(("event_type", "reason"), [("session.status_terminated", "terminated"), ("session.deleted", "deleted")])
+@pytest.mark.parametrize(
+    ("event_type", "reason"), [("session.status_terminated", "terminated"), ("session.deleted", "deleted")]
+)
 def test_terminated_and_deleted_end_the_turn(event_type: str, reason: str) -> None:
     h = Harness()
     h.send(ev.user_message())
@@ -245,8 +249,12 @@ def test_the_consumer_stopping_while_the_turn_waits_on_the_client_keeps_it_open(
     assert h.turns() == [] and h.tracker.turn is not None
 
 
-@pytest.mark.parametrize(("failed", "reason", "status"), [(False, "unobserved", StatusCode.UNSET), (True, "stream_error", StatusCode.ERROR)])
-def test_a_turn_with_no_stream_for_the_orphan_timeout_ends_at_its_last_event(failed: bool, reason: str, status: Any) -> None:
+@pytest.mark.parametrize(
+    ("failed", "reason", "status"), [(False, "unobserved", StatusCode.UNSET), (True, "stream_error", StatusCode.ERROR)]
+)
+def test_a_turn_with_no_stream_for_the_orphan_timeout_ends_at_its_last_event(
+    failed: bool, reason: str, status: Any
+) -> None:
     h = Harness()
     h.tracker.claim(stream=True)
     h.send(ev.user_message())
@@ -361,7 +369,11 @@ def test_unknown_event_types_are_counted_and_never_end_a_turn() -> None:
 def test_usage_becomes_session_attributes_with_cost_in_dollars() -> None:
     h = Harness()
     h.feed([ev.user_message()])
-    usage = {"input_tokens": 5, "list_cost": {"amount": "250", "currency": "USD"}, "cache_creation": {"ephemeral_5m_input_tokens": 3}}
+    usage = {
+        "input_tokens": 5,
+        "list_cost": {"amount": "250", "currency": "USD"},
+        "cache_creation": {"ephemeral_5m_input_tokens": 3},
+    }
     h.feed([ev.event("session.usage", usage=usage), ev.idle()])
     span_attrs = attrs(h.turn())
     assert span_attrs["anthropic.session.cost_usd"] == 2.5
@@ -375,4 +387,9 @@ def test_turn_span_events_for_errors_reschedules_and_thread_messages() -> None:
     h.feed([ev.event("agent.thread_message_sent", to_session_thread_id="sthr_1", content=[])])
     h.feed([ev.event("agent.thread_message_received", from_session_thread_id="sthr_1", content=[]), ev.idle()])
     names = [e.name for e in h.turn().events]
-    assert names == ["session.error", "session.status_rescheduled", "agent.thread_message_sent", "agent.thread_message_received"]
+    assert names == [
+        "session.error",
+        "session.status_rescheduled",
+        "agent.thread_message_sent",
+        "agent.thread_message_received",
+    ]

@@ -16,7 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_a_hundred_thousand_turns_grow_resident_memory_by_less_than_10_mb() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.memory", "--turns", "100000", "--warmup", "1000", "--sessions", "20000"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["turns"] == 100_000

@@ -44,12 +44,18 @@ def test_histograms_for_a_scripted_session(
     use = ev.tool_use("bash")
     failing = ev.tool_use("web_fetch")
     script = [
-        Event(ev.running()), Event(ev.user_message("sevt_u")), Event(first),
+        Event(ev.running()),
+        Event(ev.user_message("sevt_u")),
+        Event(first),
         Event(ev.event("agent.thinking"), 0.1),
-        Event(use), Event(failing), Event(ev.request_end(first["id"], 100, 10, read=20, write=5), 0.05),
+        Event(use),
+        Event(failing),
+        Event(ev.request_end(first["id"], 100, 10, read=20, write=5), 0.05),
         Event(ev.tool_result(use["id"]), 0.2),
         Event(ev.event("agent.tool_result", tool_use_id=failing["id"], is_error=True, content=[])),
-        Event(second), Event(ev.agent_message()), Event(ev.request_end(second["id"], 200, 20)),
+        Event(second),
+        Event(ev.agent_message()),
+        Event(ev.request_end(second["id"], 200, 20)),
         Event(ev.idle()),
     ]
     server.queue_send("sesn_m", ["sevt_u"])
@@ -71,8 +77,10 @@ def test_histograms_for_a_scripted_session(
     turn = durations["invoke_agent"]
     assert turn.count == 1 and turn.sum == pytest.approx(0.35, abs=0.05)
     assert dict(turn.attributes) == {
-        "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "anthropic",
-        "gen_ai.request.model": MODEL, "gen_ai.agent.name": agent,
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": MODEL,
+        "gen_ai.agent.name": agent,
     }
     assert list(turn.explicit_bounds) == pytest.approx(DURATION_BUCKETS)
     assert durations["chat"].count == 2
@@ -96,7 +104,18 @@ def test_a_failed_turn_records_its_error_type(
     reader = InMemoryMetricReader()
     instrument(meter_provider=MeterProvider(metric_readers=[reader]))
     server.queue_send("sesn_f", ["sevt_u"])
-    server.queue_stream("sesn_f", [Event(e) for e in [ev.running(), ev.user_message("sevt_u"), ev.session_error("billing_error", "terminal"), ev.event("session.status_terminated")]])
+    server.queue_stream(
+        "sesn_f",
+        [
+            Event(e)
+            for e in [
+                ev.running(),
+                ev.user_message("sevt_u"),
+                ev.session_error("billing_error", "terminal"),
+                ev.event("session.status_terminated"),
+            ]
+        ],
+    )
     loop_client.beta.sessions.events.send("sesn_f", events=[message()])
     for event in loop_client.beta.sessions.events.stream("sesn_f"):
         if event.type == "session.status_terminated":
@@ -117,13 +136,18 @@ def test_a_sampled_out_turn_still_records_its_model_request_and_tool_metrics(
     reader = InMemoryMetricReader()
     import cma_tracing  # the `instrument` fixture's provider is replaced here; it still uninstruments afterwards
 
-    cma_tracing.instrument(tracer_provider=TracerProvider(sampler=ALWAYS_OFF), meter_provider=MeterProvider(metric_readers=[reader]))
+    cma_tracing.instrument(
+        tracer_provider=TracerProvider(sampler=ALWAYS_OFF), meter_provider=MeterProvider(metric_readers=[reader])
+    )
     queue_turn(server, "sesn_sampled_out", "sevt_u")
     loop_client.beta.sessions.events.send("sesn_sampled_out", events=[message()])
     for _ in loop_client.beta.sessions.events.stream("sesn_sampled_out"):
         pass
     found = points(reader)
-    assert {p.attributes["gen_ai.operation.name"]: p.count for p in found["gen_ai.client.operation.duration"]} == {"invoke_agent": 1, "chat": 2}
+    assert {p.attributes["gen_ai.operation.name"]: p.count for p in found["gen_ai.client.operation.duration"]} == {
+        "invoke_agent": 1,
+        "chat": 2,
+    }
     assert [p.count for p in found["gen_ai.execute_tool.duration"]] == [1]
 
 

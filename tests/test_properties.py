@@ -91,7 +91,9 @@ def wire_event(draw: Any, types: Any = TYPES, ids: Any = IDS) -> Any:
         body["session_thread_id"] = draw(st.one_of(st.sampled_from(["sthr_a", "sthr_b", "sthr_c"]), JUNK))
         body["agent_name"] = draw(st.one_of(st.sampled_from(["coordinator", "helper"]), JUNK))
     if draw(st.booleans()):
-        body["processed_at"] = draw(st.sampled_from(["2026-08-17T16:21:33.262700Z", "2026-08-17T16:21:34Z", "bad", None]))
+        body["processed_at"] = draw(
+            st.sampled_from(["2026-08-17T16:21:33.262700Z", "2026-08-17T16:21:34Z", "bad", None])
+        )
     if event_type == "session.status_idle" and draw(st.booleans()):
         stop = draw(STOPS)
         body["stop_reason"] = {"type": stop, "event_ids": []} if stop else draw(JUNK)
@@ -119,16 +121,23 @@ def steps_of(event: Any) -> Any:
         st.tuples(st.just("send_ok"), st.lists(event, max_size=2)),
         st.tuples(st.just("send_fail"), st.none()),
         st.tuples(st.just("open"), st.none()),
-        st.tuples(st.just("finish"), st.sampled_from([StreamEnd.ENDED, StreamEnd.TRANSPORT, StreamEnd.FATAL, StreamEnd.CLOSED])),
+        st.tuples(
+            st.just("finish"),
+            st.sampled_from([StreamEnd.ENDED, StreamEnd.TRANSPORT, StreamEnd.FATAL, StreamEnd.CLOSED]),
+        ),
         st.tuples(st.just("list"), st.lists(event, max_size=4)),
         st.tuples(st.just("orphan"), st.integers(0, 10**12)),
         st.tuples(st.just("thread"), st.tuples(st.sampled_from(["sthr_a", "sthr_b"]), event)),
-        st.tuples(st.just("thread_list"), st.tuples(st.sampled_from(["sthr_a", "sthr_b"]), st.lists(event, max_size=3))),
+        st.tuples(
+            st.just("thread_list"), st.tuples(st.sampled_from(["sthr_a", "sthr_b"]), st.lists(event, max_size=3))
+        ),
     )
 
 
 STEP = steps_of(wire_event())
-LIFECYCLE_STEP = st.one_of(st.tuples(st.just("event"), wire_event(LIFECYCLE_TYPES, MANY_IDS)), steps_of(wire_event(LIFECYCLE_TYPES, MANY_IDS)))
+LIFECYCLE_STEP = st.one_of(
+    st.tuples(st.just("event"), wire_event(LIFECYCLE_TYPES, MANY_IDS)), steps_of(wire_event(LIFECYCLE_TYPES, MANY_IDS))
+)
 
 
 def run_steps(tracer: CountingTracer, steps: list[tuple[str, Any]], end_turn_at_last_step: bool = False) -> list[Any]:

@@ -39,7 +39,9 @@ def test_replay_of_the_real_recording_gives_the_same_tree_as_live_tracing(
     with cassette("real_bash_tool"):
         client.beta.environments.list(limit=1)
         session = client.beta.sessions.create(agent="agent_0178EAqEXzAVgoiucYPVscc6", environment_id="e")
-        client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "2+2"}]}])
+        client.beta.sessions.events.send(
+            session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "2+2"}]}]
+        )
         for _ in client.beta.sessions.events.stream(session.id):
             pass
     live = shape(spans.all())
@@ -52,23 +54,36 @@ def test_replay_of_the_real_recording_gives_the_same_tree_as_live_tracing(
     for row in replayed + live:  # the live client sees the API at api.anthropic.com; a recording has no client
         row[2].pop("server.address", None), row[2].pop("server.port", None), row[2].pop("anthropic.beta", None)
     assert replayed == live
-    assert sorted(name for name, _, _ in live) == ["chat claude-haiku-4-5", "chat claude-haiku-4-5", "execute_tool bash", "invoke_agent braintrust-sdk-managed-agent-bash"]
+    assert sorted(name for name, _, _ in live) == [
+        "chat claude-haiku-4-5",
+        "chat claude-haiku-4-5",
+        "execute_tool bash",
+        "invoke_agent braintrust-sdk-managed-agent-bash",
+    ]
 
 
 def test_replay_uses_the_events_own_timestamps() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    replay(load(CASSETTES / "real_stream_2026-08-17_bash_tool.events.jsonl", session_id="sesn_x"), tracer_provider=provider)
+    replay(
+        load(CASSETTES / "real_stream_2026-08-17_bash_tool.events.jsonl", session_id="sesn_x"), tracer_provider=provider
+    )
     by_name = {s.name: s for s in exporter.get_finished_spans()}
     turn, tool = by_name["invoke_agent"], by_name["execute_tool bash"]
-    assert (turn.end_time - turn.start_time) / 1e9 == pytest.approx(38.426503 - 33.422973, abs=1e-3)  # user.message → idle
+    assert (turn.end_time - turn.start_time) / 1e9 == pytest.approx(
+        38.426503 - 33.422973, abs=1e-3
+    )  # user.message → idle
     assert (tool.end_time - tool.start_time) / 1e9 == pytest.approx(37.310218 - 34.588657, abs=1e-3)
     assert dict(turn.attributes or {})["anthropic.session.id"] == "sesn_x"
 
 
 def test_replay_reads_a_json_list_as_events_list_returns_it(tmp_path: Path) -> None:
-    events = [json.loads(line) for line in (CASSETTES / "real_stream_2026-08-17_bash_tool.events.jsonl").read_text().splitlines() if line.startswith("{")]
+    events = [
+        json.loads(line)
+        for line in (CASSETTES / "real_stream_2026-08-17_bash_tool.events.jsonl").read_text().splitlines()
+        if line.startswith("{")
+    ]
     path = tmp_path / "session.json"
     path.write_text(json.dumps({"data": events, "next_page": None}))
     exporter = InMemorySpanExporter()
@@ -84,8 +99,13 @@ def _console_script() -> str:
 
 
 def test_the_replay_command_prints_the_tree() -> None:
-    done = subprocess.run([_console_script(), "replay", str(CASSETTES / "custom_tool_two_streams.yaml")], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    done = subprocess.run(
+        [_console_script(), "replay", str(CASSETTES / "custom_tool_two_streams.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert done.returncode == 0, done.stderr
     assert "execute_tool get_weather" in done.stdout and "1 turns from 1 sessions" in done.stdout
 
@@ -93,11 +113,21 @@ def test_the_replay_command_prints_the_tree() -> None:
 def test_the_demo_runs_in_under_a_minute_and_shows_every_kind_of_span() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     started = time.monotonic()
-    done = subprocess.run([_console_script(), "demo"], capture_output=True, text=True, timeout=120, env={**env, "COLUMNS": "200"})
+    done = subprocess.run(
+        [_console_script(), "demo"], capture_output=True, text=True, timeout=120, env={**env, "COLUMNS": "200"}
+    )
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 60
     out = done.stdout
-    for expected in ("invoke_agent braintrust-sdk-managed-agent-bash", "execute_tool bash", "chat claude-haiku-4-5",
-                     "execute_tool get_weather", "invoke_agent researcher", "invoke_agent writer", "retries_exhausted",
-                     "ERROR model_overloaded_error", "4 turns"):
+    for expected in (
+        "invoke_agent braintrust-sdk-managed-agent-bash",
+        "execute_tool bash",
+        "chat claude-haiku-4-5",
+        "execute_tool get_weather",
+        "invoke_agent researcher",
+        "invoke_agent writer",
+        "retries_exhausted",
+        "ERROR model_overloaded_error",
+        "4 turns",
+    ):
         assert expected in out, expected

@@ -35,8 +35,12 @@ def queue(server: FakeCMAServer, tag: str) -> None:
 async def run_all(base_url: str, tag: str) -> tuple[float, float]:
     """Every session sends a turn and reads it to the end, all at once; returns the wall time and this process's CPU
     time (the client's alone: the server runs in a process of its own)."""
-    http = httpx2.AsyncClient(limits=httpx2.Limits(max_connections=2 * SESSIONS, max_keepalive_connections=SESSIONS), timeout=60)
-    client = anthropic.AsyncAnthropic(base_url=base_url, api_key="k", max_retries=0, open_telemetry=False, http_client=http)
+    http = httpx2.AsyncClient(
+        limits=httpx2.Limits(max_connections=2 * SESSIONS, max_keepalive_connections=SESSIONS), timeout=60
+    )
+    client = anthropic.AsyncAnthropic(
+        base_url=base_url, api_key="k", max_retries=0, open_telemetry=False, http_client=http
+    )
 
     async def session(i: int) -> int:
         sid = f"sesn_{tag}_{i}"

@@ -76,7 +76,9 @@ def _script_turn(server: FakeCMAServer) -> None:
 def _env(**extra: str) -> dict[str, str]:
     """The test's environment without any OTEL_* / ANTHROPIC_OPEN_TELEMETRY* setting of its own, plus `extra`."""
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and not k.startswith("ANTHROPIC_OPEN_TELEMETRY")
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("OTEL_") and not k.startswith("ANTHROPIC_OPEN_TELEMETRY")
     }
     env.update(
         OTEL_TRACES_EXPORTER="console",

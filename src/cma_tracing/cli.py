@@ -13,12 +13,21 @@ if TYPE_CHECKING:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="cma-tracing", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="drive the real SDK through recorded sessions on a loopback server, show the traces")
-    demo.add_argument("--otlp-endpoint", help="also export over OTLP/HTTP, e.g. http://localhost:4318 (default: OTEL_EXPORTER_OTLP_* if set)")
+    demo = commands.add_parser(
+        "demo", help="drive the real SDK through recorded sessions on a loopback server, show the traces"
+    )
+    demo.add_argument(
+        "--otlp-endpoint",
+        help="also export over OTLP/HTTP, e.g. http://localhost:4318 (default: OTEL_EXPORTER_OTLP_* if set)",
+    )
     demo.add_argument("--no-content", action="store_true", help="do not capture message content")
-    replay = commands.add_parser("replay", help="build the traces of a recorded session (JSON, JSONL or vcrpy cassette)")
+    replay = commands.add_parser(
+        "replay", help="build the traces of a recorded session (JSON, JSONL or vcrpy cassette)"
+    )
     replay.add_argument("file")
-    replay.add_argument("--session-id", help="the session id to record (default: from the cassette, else the file name)")
+    replay.add_argument(
+        "--session-id", help="the session id to record (default: from the cassette, else the file name)"
+    )
     replay.add_argument("--otlp-endpoint", help="export over OTLP/HTTP (default: OTEL_EXPORTER_OTLP_* if set)")
     replay.add_argument("--content", action="store_true", help="capture message content (off by default)")
     args = parser.parse_args(argv)
@@ -54,5 +63,7 @@ def _replay(console: Console, path: str, session_id: Optional[str], endpoint: Op
     turns = replay(sessions, tracer_provider=provider, capture_content=content or None)
     render(memory.get_finished_spans(), console, title=f"Turns in {path}")
     provider.shutdown()
-    console.print(f"\n{turns} turns from {len(sessions)} sessions" + (f", exported to {destination}" if destination else ""))
+    console.print(
+        f"\n{turns} turns from {len(sessions)} sessions" + (f", exported to {destination}" if destination else "")
+    )
     return 0 if turns else 1

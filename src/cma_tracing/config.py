@@ -75,5 +75,7 @@ def _seconds(value: Any, env: str, name: str) -> float:
         seconds = -1.0
     if seconds > 0 and seconds == seconds and seconds != float("inf"):
         return seconds
-    logger.warning("cma_tracing: %s=%r is not a positive number of seconds; using %r", source, value, DEFAULT_ORPHAN_TIMEOUT_S)
+    logger.warning(
+        "cma_tracing: %s=%r is not a positive number of seconds; using %r", source, value, DEFAULT_ORPHAN_TIMEOUT_S
+    )
     return DEFAULT_ORPHAN_TIMEOUT_S

@@ -76,4 +76,6 @@ def telemetry_from(options: Options, kwargs: Mapping[str, Any]) -> Telemetry:
     )
     # A no-op meter records nothing: skip the calls (and, with a non-recording turn, the child bookkeeping).
     recorder = None if isinstance(meter, NoOpMeter) else Metrics(meter)
-    return Telemetry(tracer, options.child_spans, policy, recorder, logger, options.fetch_subthreads and options.child_spans)
+    return Telemetry(
+        tracer, options.child_spans, policy, recorder, logger, options.fetch_subthreads and options.child_spans
+    )

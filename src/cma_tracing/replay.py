@@ -72,7 +72,9 @@ def replay(
     telemetry = telemetry_from(options_from(options), {**kwargs, **options})
     turns = 0
     for recorded in sessions:
-        tracker = SessionTracker(recorded.session_id, telemetry, None, agent_attributes(recorded.session) if recorded.session else None)
+        tracker = SessionTracker(
+            recorded.session_id, telemetry, None, agent_attributes(recorded.session) if recorded.session else None
+        )
         tracker.claim(stream=True)
         last = 0
         for index, step in enumerate(recorded.steps):

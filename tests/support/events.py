@@ -9,7 +9,9 @@ from typing import Any, Optional
 
 _ids = itertools.count(1)
 _clock = itertools.count(1)
-REAL_EVENTS = Path(__file__).resolve().parent.parent.parent / "cassettes" / "real_stream_2026-08-17_bash_tool.events.jsonl"
+REAL_EVENTS = (
+    Path(__file__).resolve().parent.parent.parent / "cassettes" / "real_stream_2026-08-17_bash_tool.events.jsonl"
+)
 
 
 def new_id() -> str:
@@ -74,4 +76,6 @@ def session_error(type: str = "model_overloaded_error", retry: str = "retrying")
 
 def real_events() -> list[dict[str, Any]]:
     """The 14 events of the real 2026-08-17 recording, in the order they arrived."""
-    return [json.loads(line) for line in REAL_EVENTS.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return [
+        json.loads(line) for line in REAL_EVENTS.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]

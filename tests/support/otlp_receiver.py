@@ -117,7 +117,7 @@ def _hex(raw: bytes) -> Optional[str]:
 
 
 def _enum_suffix(name: str, prefix: str) -> str:
-    return name[len(prefix):] if name.startswith(prefix) else name
+    return name[len(prefix) :] if name.startswith(prefix) else name
 
 
 def spans_of(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:

@@ -8,7 +8,9 @@ from tests.support import events as ev
 from cma_tracing.demo.loopback import Event, FakeCMAServer, Step
 
 
-def turn_events(user_id: str, input_tokens: int = 100, output_tokens: int = 10, tool: bool = True) -> list[dict[str, Any]]:
+def turn_events(
+    user_id: str, input_tokens: int = 100, output_tokens: int = 10, tool: bool = True
+) -> list[dict[str, Any]]:
     """One whole turn, as the real stream orders it, ending in `session.status_idle(end_turn)`."""
     first = ev.request_start()
     body: list[dict[str, Any]] = [ev.running(), ev.user_message(user_id), first, ev.event("agent.thinking")]

@@ -64,7 +64,8 @@ class Keepalive:
 
 @dataclass(frozen=True)
 class Drop:
-    """After sleeping `delay`, close the TCP connection mid-body: the client's iteration fails with a transport error."""
+    """After sleeping `delay`, close the TCP connection mid-body: the client's iteration fails with a transport
+    error."""
 
     delay: float = 0.0
 

@@ -77,8 +77,13 @@ def _add(tree: Tree, span: ReadableSpan, children: Mapping[int, Sequence[Readabl
     for event in span.events:
         if event.name in ("session.error", "stream.error"):
             details = dict(event.attributes or {})
-            node.add(Text(f"! {event.name} {details.get('type', details.get('exception.type', ''))} "
-                          f"{details.get('retry_status', '')}".rstrip(), style="red"))
+            node.add(
+                Text(
+                    f"! {event.name} {details.get('type', details.get('exception.type', ''))} "
+                    f"{details.get('retry_status', '')}".rstrip(),
+                    style="red",
+                )
+            )
     for child in children.get(span.context.span_id, ()):
         _add(node, child, children)
 

@@ -30,17 +30,25 @@ def run_demo(console: Console, otlp_endpoint: Optional[str] = None, capture_cont
     started = time.monotonic()
     try:
         with running_server() as server:
-            client = anthropic.Anthropic(base_url=server.base_url, api_key="demo-key", max_retries=0, open_telemetry=False)
-            console.print(f"[bold]cma-tracing demo[/]: the real anthropic SDK against a loopback CMA server at {server.base_url}")
+            client = anthropic.Anthropic(
+                base_url=server.base_url, api_key="demo-key", max_retries=0, open_telemetry=False
+            )
+            console.print(
+                f"[bold]cma-tracing demo[/]: the real anthropic SDK against a loopback CMA server at {server.base_url}"
+            )
             for number, scenario in enumerate(SCENARIOS, 1):
                 with console.status(f"[{number}/{len(SCENARIOS)}] {scenario.title} ..."):
                     began = time.monotonic()
                     scenario.run(client, server)
-                console.print(f"  [green]done[/] [{number}/{len(SCENARIOS)}] {scenario.title} ({time.monotonic() - began:.1f} s)")
+                console.print(
+                    f"  [green]done[/] [{number}/{len(SCENARIOS)}] {scenario.title} ({time.monotonic() - began:.1f} s)"
+                )
     finally:
         cma_tracing.uninstrument()
     console.print()
-    turns = render(memory.get_finished_spans(), console, title="Turns traced (invoke_agent → chat / execute_tool / subagents)")
+    turns = render(
+        memory.get_finished_spans(), console, title="Turns traced (invoke_agent → chat / execute_tool / subagents)"
+    )
     provider.shutdown()  # flushes the OTLP exporter, if any
     if destination:
         console.print(f"\nExported over OTLP/HTTP to {destination}")

@@ -39,7 +39,12 @@ def _start() -> dict[str, Any]:
 
 
 def _end(start: dict[str, Any], input_tokens: int, output_tokens: int, is_error: bool = False) -> dict[str, Any]:
-    usage = {"input_tokens": input_tokens, "output_tokens": output_tokens, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+    usage = {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+    }
     return _event("span.model_request_end", model_request_start_id=start["id"], is_error=is_error, model_usage=usage)
 
 
@@ -51,17 +56,25 @@ def _text(text: str) -> Any:
 def _usage(input_tokens: int, output_tokens: int, cents: str) -> dict[str, Any]:
     return _event(
         "session.usage",
-        usage={"input_tokens": input_tokens, "output_tokens": output_tokens, "cache_read_input_tokens": 0,
-               "list_cost": {"amount": cents, "currency": "USD"}},
+        usage={
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_read_input_tokens": 0,
+            "list_cost": {"amount": cents, "currency": "USD"},
+        },
     )
 
 
-def _session(server: FakeCMAServer, session_id: str, name: str, tools: list[str], model: str = "claude-haiku-4-5") -> None:
+def _session(
+    server: FakeCMAServer, session_id: str, name: str, tools: list[str], model: str = "claude-haiku-4-5"
+) -> None:
     body = copy.deepcopy(SESSION_TEMPLATE)
     body["id"] = session_id
     body["agent"]["name"] = name
     body["agent"]["model"] = {"id": model, "speed": "standard"}
-    body["agent"]["tools"] = [{"type": "agent_toolset_20260401", "configs": [{"name": t, "enabled": True} for t in tools]}]
+    body["agent"]["tools"] = [
+        {"type": "agent_toolset_20260401", "configs": [{"name": t, "enabled": True} for t in tools]}
+    ]
     server.set_session(session_id, body)
 
 
@@ -86,7 +99,9 @@ class Scenario:
 
 def real_recording(client: anthropic.Anthropic, server: FakeCMAServer) -> None:
     """The real recorded session (bash tool), its gaps replayed at REAL_SPEED."""
-    events = [json.loads(line) for line in REAL_EVENTS.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    events = [
+        json.loads(line) for line in REAL_EVENTS.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
     steps: list[Step] = []
     previous = None
     for event in events:
@@ -109,12 +124,18 @@ def custom_tool(client: anthropic.Anthropic, server: FakeCMAServer) -> None:
     client.beta.sessions.create(agent="agent_travel", environment_id="env_demo")
     user, use, first = _id(), _event("agent.custom_tool_use", name="get_weather", input={"city": "Paris"}), _start()
     server.queue_send(session_id, [user])
-    server.queue_stream(session_id, [
-        Event(_event("session.status_running")),
-        Event({**_event("user.message", content=_text("Should I pack an umbrella for Paris?")), "id": user}),
-        Event(first), Event(_event("agent.thinking"), 0.35), Event(use, 0.2), Event(_end(first, 1840, 96)),
-        Event(_event("session.status_idle", stop_reason={"type": "requires_action", "event_ids": [use["id"]]})),
-    ])
+    server.queue_stream(
+        session_id,
+        [
+            Event(_event("session.status_running")),
+            Event({**_event("user.message", content=_text("Should I pack an umbrella for Paris?")), "id": user}),
+            Event(first),
+            Event(_event("agent.thinking"), 0.35),
+            Event(use, 0.2),
+            Event(_end(first, 1840, 96)),
+            Event(_event("session.status_idle", stop_reason={"type": "requires_action", "event_ids": [use["id"]]})),
+        ],
+    )
     client.beta.sessions.events.send(session_id, events=[_message("Should I pack an umbrella for Paris?")])
     idle = _read_until_idle(client, session_id)
     tool_use_id = idle.stop_reason.event_ids[0]
@@ -123,16 +144,24 @@ def custom_tool(client: anthropic.Anthropic, server: FakeCMAServer) -> None:
     time.sleep(0.4)  # the app runs its tool
     answer, second = _id(), _start()
     server.queue_send(session_id, [answer])
-    server.queue_stream(session_id, [
-        Event(_event("session.status_running")),
-        Event(_event("user.custom_tool_result", custom_tool_use_id=tool_use_id, content=_text("light rain, 14°C"))),
-        Event(second), Event(_event("agent.message", content=_text("Yes: light rain and 14°C in Paris. Pack an umbrella.")), 0.5),
-        Event(_end(second, 1990, 41)), Event(_usage(3830, 137, "2")),
-        Event(_event("session.status_idle", stop_reason={"type": "end_turn"})),
-    ])
-    client.beta.sessions.events.send(session_id, events=[
-        {"type": "user.custom_tool_result", "custom_tool_use_id": tool_use_id, "content": _text("light rain, 14°C")}
-    ])
+    server.queue_stream(
+        session_id,
+        [
+            Event(_event("session.status_running")),
+            Event(_event("user.custom_tool_result", custom_tool_use_id=tool_use_id, content=_text("light rain, 14°C"))),
+            Event(second),
+            Event(_event("agent.message", content=_text("Yes: light rain and 14°C in Paris. Pack an umbrella.")), 0.5),
+            Event(_end(second, 1990, 41)),
+            Event(_usage(3830, 137, "2")),
+            Event(_event("session.status_idle", stop_reason={"type": "end_turn"})),
+        ],
+    )
+    client.beta.sessions.events.send(
+        session_id,
+        events=[
+            {"type": "user.custom_tool_result", "custom_tool_use_id": tool_use_id, "content": _text("light rain, 14°C")}
+        ],
+    )
     _read_until_idle(client, session_id)
 
 
@@ -145,38 +174,64 @@ def multi_agent(client: anthropic.Anthropic, server: FakeCMAServer) -> None:
     _session(server, session_id, "launch-coordinator", ["researcher", "writer", "web_search"], model="claude-opus-4-1")
     client.beta.sessions.create(agent="agent_team", environment_id="env_demo")
     user, first, final = _id(), _start(), _start()
-    search = _event("agent.tool_use", name="web_search", input={"query": "launch checklist"}, evaluated_permission="allow",
-                    session_thread_id=research)
+    search = _event(
+        "agent.tool_use",
+        name="web_search",
+        input={"query": "launch checklist"},
+        evaluated_permission="allow",
+        session_thread_id=research,
+    )
 
     def thread(kind: str, tid: str, name: str, **fields: Any) -> dict[str, Any]:
         return _event(kind, session_thread_id=tid, agent_name=name, **fields)
 
     def feed(tid: str, name: str, input_tokens: int, output_tokens: int, think: float) -> list[Step]:
         start = _start()
-        return [Event(thread("session.thread_status_running", tid, name)), Event(start, 0.05),
-                Event(_event("agent.message", content=_text(f"{name} done")), think), Event(_end(start, input_tokens, output_tokens))]
+        return [
+            Event(thread("session.thread_status_running", tid, name)),
+            Event(start, 0.05),
+            Event(_event("agent.message", content=_text(f"{name} done")), think),
+            Event(_end(start, input_tokens, output_tokens)),
+        ]
 
     server.queue_stream(session_id, feed(research, "researcher", 5200, 320, 0.5), thread_id=research)
     server.queue_stream(session_id, feed(writer, "writer", 3100, 640, 1.0), thread_id=writer)
     server.queue_send(session_id, [user])
-    server.queue_stream(session_id, [
-        Event(_event("session.status_running")),
-        Event(thread("session.thread_status_running", primary, "launch-coordinator")),
-        Event({**_event("user.message", content=_text("Draft our launch announcement.")), "id": user}),
-        Event(first), Event(_end(first, 2400, 180), 0.3),
-        Event(thread("session.thread_created", research, "researcher")),
-        Event(thread("session.thread_created", writer, "writer")),
-        Event(_event("agent.thread_message_sent", to_session_thread_id=research, content=_text("find the facts"))),
-        Event(search, 0.2),
-        Event(_event("agent.tool_result", tool_use_id=search["id"], is_error=False, content=_text("3 results"), session_thread_id=research), 0.5),
-        Event(thread("session.thread_status_idle", research, "researcher", stop_reason={"type": "end_turn"}), 0.1),
-        Event(_event("agent.thread_message_received", from_session_thread_id=research, content=_text("facts"))),
-        Event(thread("session.thread_status_idle", writer, "writer", stop_reason={"type": "end_turn"}), 0.5),
-        Event(final), Event(_event("agent.message", content=_text("Here is the announcement draft: ...")), 0.4),
-        Event(_end(final, 4100, 410)),
-        Event(thread("session.thread_status_idle", primary, "launch-coordinator", stop_reason={"type": "end_turn"})),
-        Event(_usage(14800, 1550, "31")), Event(_event("session.status_idle", stop_reason={"type": "end_turn"})),
-    ])
+    server.queue_stream(
+        session_id,
+        [
+            Event(_event("session.status_running")),
+            Event(thread("session.thread_status_running", primary, "launch-coordinator")),
+            Event({**_event("user.message", content=_text("Draft our launch announcement.")), "id": user}),
+            Event(first),
+            Event(_end(first, 2400, 180), 0.3),
+            Event(thread("session.thread_created", research, "researcher")),
+            Event(thread("session.thread_created", writer, "writer")),
+            Event(_event("agent.thread_message_sent", to_session_thread_id=research, content=_text("find the facts"))),
+            Event(search, 0.2),
+            Event(
+                _event(
+                    "agent.tool_result",
+                    tool_use_id=search["id"],
+                    is_error=False,
+                    content=_text("3 results"),
+                    session_thread_id=research,
+                ),
+                0.5,
+            ),
+            Event(thread("session.thread_status_idle", research, "researcher", stop_reason={"type": "end_turn"}), 0.1),
+            Event(_event("agent.thread_message_received", from_session_thread_id=research, content=_text("facts"))),
+            Event(thread("session.thread_status_idle", writer, "writer", stop_reason={"type": "end_turn"}), 0.5),
+            Event(final),
+            Event(_event("agent.message", content=_text("Here is the announcement draft: ...")), 0.4),
+            Event(_end(final, 4100, 410)),
+            Event(
+                thread("session.thread_status_idle", primary, "launch-coordinator", stop_reason={"type": "end_turn"})
+            ),
+            Event(_usage(14800, 1550, "31")),
+            Event(_event("session.status_idle", stop_reason={"type": "end_turn"})),
+        ],
+    )
 
     def read_feed(tid: str) -> None:
         for _ in client.beta.sessions.threads.events.stream(tid, session_id=session_id):
@@ -199,17 +254,28 @@ def failing(client: anthropic.Anthropic, server: FakeCMAServer) -> None:
     user, first, second = _id(), _start(), _start()
 
     def error(retry: str) -> dict[str, Any]:
-        return _event("session.error", error={"type": "model_overloaded_error", "message": "Overloaded", "retry_status": {"type": retry}})
+        return _event(
+            "session.error",
+            error={"type": "model_overloaded_error", "message": "Overloaded", "retry_status": {"type": retry}},
+        )
 
     server.queue_send(session_id, [user])
-    server.queue_stream(session_id, [
-        Event(_event("session.status_running")),
-        Event({**_event("user.message", content=_text("Summarise ticket #4521.")), "id": user}),
-        Event(first), Event(_end(first, 900, 0, is_error=True), 0.3), Event(error("retrying")),
-        Event(_event("session.status_rescheduled"), 0.2), Event(_event("session.status_running"), 0.3),
-        Event(second), Event(_end(second, 900, 0, is_error=True), 0.3), Event(error("exhausted")),
-        Event(_event("session.status_idle", stop_reason={"type": "retries_exhausted"})),
-    ])
+    server.queue_stream(
+        session_id,
+        [
+            Event(_event("session.status_running")),
+            Event({**_event("user.message", content=_text("Summarise ticket #4521.")), "id": user}),
+            Event(first),
+            Event(_end(first, 900, 0, is_error=True), 0.3),
+            Event(error("retrying")),
+            Event(_event("session.status_rescheduled"), 0.2),
+            Event(_event("session.status_running"), 0.3),
+            Event(second),
+            Event(_end(second, 900, 0, is_error=True), 0.3),
+            Event(error("exhausted")),
+            Event(_event("session.status_idle", stop_reason={"type": "retries_exhausted"})),
+        ],
+    )
     client.beta.sessions.events.send(session_id, events=[_message("Summarise ticket #4521.")])
     _read_until_idle(client, session_id)
 

@@ -57,7 +57,14 @@ class _Subagent:
 class ChildTemplates:
     """What every child of a session's turns shares, computed once per change of the agent's attributes."""
 
-    __slots__ = ("chat_name", "chat_attributes", "chat_metric_attributes", "chat_metrics", "tool_metric_base", "_tool_metrics")
+    __slots__ = (
+        "chat_name",
+        "chat_attributes",
+        "chat_metric_attributes",
+        "chat_metrics",
+        "tool_metric_base",
+        "_tool_metrics",
+    )
 
     def __init__(self, start: Mapping[str, Any]) -> None:
         model = start.get(A.GEN_AI_REQUEST_MODEL)
@@ -140,7 +147,9 @@ class TurnChildren:
         metrics = self._telemetry.metrics
         if metrics is not None:
             if is_error:
-                metrics.model_request_failed((now_ns - child.start_ns) / 1e9, tokens[0], tokens[1], templates.chat_metric_attributes)
+                metrics.model_request_failed(
+                    (now_ns - child.start_ns) / 1e9, tokens[0], tokens[1], templates.chat_metric_attributes
+                )
             else:
                 metrics.model_request((now_ns - child.start_ns) / 1e9, tokens[0], tokens[1], templates.chat_metrics)
 
@@ -156,7 +165,9 @@ class TurnChildren:
 
     # -- tools ---------------------------------------------------------------------------------------------------
 
-    def tool_used(self, event: Any, event_type: str, event_id: Optional[str], thread_id: Optional[str], now_ns: int) -> None:
+    def tool_used(
+        self, event: Any, event_type: str, event_id: Optional[str], thread_id: Optional[str], now_ns: int
+    ) -> None:
         if event_id is None or len(self._tools) >= MAX_OPEN_CHILDREN or event_id in self._tools:
             return
         name = get_str(event, "name") or "unknown"

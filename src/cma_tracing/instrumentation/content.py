@@ -94,8 +94,10 @@ def _mode(capture: Any) -> tuple[bool, bool]:
         return capture, False
     if isinstance(capture, str) and capture.strip().lower() in _MODES:
         return _MODES[capture.strip().lower()]
-    _warn_once(f"cma_tracing: content capture {capture!r} is not one of NO_CONTENT, SPAN_ONLY, EVENT_ONLY, "
-               "SPAN_AND_EVENT, true, false; content stays off")
+    _warn_once(
+        f"cma_tracing: content capture {capture!r} is not one of NO_CONTENT, SPAN_ONLY, EVENT_ONLY, "
+        "SPAN_AND_EVENT, true, false; content stays off"
+    )
     return False, False
 
 
@@ -182,7 +184,12 @@ class TurnContent:
             self._keep(self.output, part)
 
     def add_tool_call(self, event: Any) -> None:
-        part = {"type": "tool_call", "id": get_str(event, "id"), "name": get_str(event, "name"), "arguments": plain(get(event, "input"))}
+        part = {
+            "type": "tool_call",
+            "id": get_str(event, "id"),
+            "name": get_str(event, "name"),
+            "arguments": plain(get(event, "input")),
+        }
         self._keep(self.output, part)
 
     def _keep(self, into: list[dict[str, Any]], part: dict[str, Any]) -> None:

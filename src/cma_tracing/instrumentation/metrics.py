@@ -51,7 +51,9 @@ class Metrics:
         if ttfc is not None:
             self.time_to_first_chunk.record(ttfc, attributes)
 
-    def model_request(self, seconds: float, input_tokens: int, output_tokens: int, attributes: MetricAttributes) -> None:
+    def model_request(
+        self, seconds: float, input_tokens: int, output_tokens: int, attributes: MetricAttributes
+    ) -> None:
         self.operation_duration.record(seconds, attributes.operation)
         self.token_usage.record(input_tokens, attributes.input)
         self.token_usage.record(output_tokens, attributes.output)
@@ -60,7 +62,10 @@ class Metrics:
         self, seconds: float, input_tokens: int, output_tokens: int, attributes: Mapping[str, AttributeValue]
     ) -> None:
         self.model_request(
-            seconds, input_tokens, output_tokens, MetricAttributes({**attributes, A.ERROR_TYPE: A.ERROR_TYPE_MODEL_REQUEST})
+            seconds,
+            input_tokens,
+            output_tokens,
+            MetricAttributes({**attributes, A.ERROR_TYPE: A.ERROR_TYPE_MODEL_REQUEST}),
         )
 
     def tool(self, seconds: float, attributes: Mapping[str, AttributeValue]) -> None:

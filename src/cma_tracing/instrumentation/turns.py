@@ -327,7 +327,12 @@ class SessionTracker:
         whose own feeds to fetch first (the turn's, open or ended). Empty otherwise."""
         with self._lock:
             turn = self.turn
-            if turn is None or turn.children is None or turn.anchor is None or get(event, "type") != "session.status_idle":
+            if (
+                turn is None
+                or turn.children is None
+                or turn.anchor is None
+                or get(event, "type") != "session.status_idle"
+            ):
                 return []
             stop = get(event, "stop_reason")
             if (get_str(stop, "type") if stop is not None else None) == StopReason.REQUIRES_ACTION:
@@ -358,7 +363,11 @@ class SessionTracker:
                         offset = at - anchor
                     except TypeError:  # one stamp with a time zone and one without
                         continue
-                    at_ns = turn.start_ns + (offset.days * 86_400 + offset.seconds) * 1_000_000_000 + offset.microseconds * 1000
+                    at_ns = (
+                        turn.start_ns
+                        + (offset.days * 86_400 + offset.seconds) * 1_000_000_000
+                        + offset.microseconds * 1000
+                    )
                     self.on_event(event, min(max(at_ns, low), high), FROM_THREAD, thread_id)
             finally:
                 self._fetching = False
@@ -434,7 +443,9 @@ class SessionTracker:
             self._settle()
 
     @never_raises
-    def stream_finished(self, how: str, now_ns: int, error: Optional[BaseException] = None, error_type: str = "") -> None:
+    def stream_finished(
+        self, how: str, now_ns: int, error: Optional[BaseException] = None, error_type: str = ""
+    ) -> None:
         """A stream of this session stopped (`StreamEnd`). Called exactly once per stream by its proxy."""
         with self._lock:
             self.streams_open = max(0, self.streams_open - 1)
@@ -536,7 +547,9 @@ class SessionTracker:
         if children is None:
             return
         if event_type == "user.custom_tool_result":
-            children.tool_finished(get(event, "custom_tool_use_id"), get(event, "is_error"), now_ns, get(event, "content"))
+            children.tool_finished(
+                get(event, "custom_tool_use_id"), get(event, "is_error"), now_ns, get(event, "content")
+            )
         elif event_type == "user.tool_confirmation":
             children.tool_confirmed(get(event, "tool_use_id"), get(event, "result"), now_ns)
 
@@ -578,14 +591,21 @@ class SessionTracker:
             counts = fields_of(usage)
             read = as_int(counts.get("cache_read_input_tokens"))
             write = as_int(counts.get("cache_creation_input_tokens"))
-            tokens = (as_int(counts.get("input_tokens")) + read + write, as_int(counts.get("output_tokens")), read, write)
+            tokens = (
+                as_int(counts.get("input_tokens")) + read + write,
+                as_int(counts.get("output_tokens")),
+                read,
+                write,
+            )
             turn.input_tokens += tokens[0]
             turn.output_tokens += tokens[1]
             turn.cache_read_tokens += read
             turn.cache_write_tokens += write
         children = turn.children
         if children is not None:
-            children.request_ended(start_id, counts, tokens, get(event, "is_error") is True, self._thread_of(turn, event, now_ns), now_ns)
+            children.request_ended(
+                start_id, counts, tokens, get(event, "is_error") is True, self._thread_of(turn, event, now_ns), now_ns
+            )
 
     def _on_running(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int) -> None:
         turn.waiting = False
@@ -703,7 +723,9 @@ class SessionTracker:
         recorded = span.is_recording() or telemetry.metrics is not None
         # A turn nobody records (a no-op tracer or a sampled-out turn, no meter, no content capture) follows only its
         # lifecycle: its tokens, tools, children and span events would go nowhere.
-        turn = Turn(span, self.turn_count, now_ns, adopting, _DISPATCH if recorded or telemetry.content.enabled else _LIFECYCLE)
+        turn = Turn(
+            span, self.turn_count, now_ns, adopting, _DISPATCH if recorded or telemetry.content.enabled else _LIFECYCLE
+        )
         if telemetry.child_spans and (recorded or telemetry.content.on_events):
             # Children of a turn nobody records (and no log records) would record nothing either: not tracked at all.
             turn.children = TurnChildren(telemetry, span, templates.children)
