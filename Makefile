@@ -25,7 +25,8 @@ bench: setup
 check: setup
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/python -m mypy
-	$(BIN)/ruff check --select F src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache
