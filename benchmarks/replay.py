@@ -242,8 +242,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f"  {variant}: {over:5.2f} µs/event over bare = OpenTelemetry {otel:5.2f} ({ratio(floor):.3f}x) "
             f"+ cma-tracing {over - otel:5.2f}"
         )
-    targets = [
-        ("own work per event <= 2 µs", own_us <= 2.0),
+    targets = [  # own work as SPEC §7 measures it: the no-op variant of the same replay, over the bare SDK
+        ("own work per event <= 2 µs (full replay)", over_us(NO_OP) <= 2.0),
         ("turn spans only <= 1.05x", ratio(TURN_SPANS) <= 1.05),
         ("everything on <= 1.30x", ratio(EVERYTHING) <= 1.30),
     ]
