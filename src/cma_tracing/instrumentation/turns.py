@@ -160,6 +160,7 @@ class SessionTracker:
         "_base_attributes",
         "_start_attributes",
         "_templates",
+        "_skip",
         "__weakref__",  # the orphan watch holds trackers weakly
     )
 
@@ -186,6 +187,8 @@ class SessionTracker:
         # The ids of the turn that ended last (a turn keeps its own): a late echo of its events is not news.
         self._ended_seen: AbstractSet[str] = _NO_IDS
         self._ended_seen_old: AbstractSet[str] = _NO_IDS
+        # While a turn nobody records is open: the event types it ignores, skipped before the lock is taken.
+        self._skip: AbstractSet[str] = _NO_IDS
         self._base_attributes: dict[str, AttributeValue] = {
             A.GEN_AI_OPERATION_NAME: A.OP_INVOKE_AGENT,
             A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
@@ -213,6 +216,16 @@ class SessionTracker:
         The per-event hot path, in one function: a table lookup, a dedupe check and counter updates; only event
         types with a handler make another call. The guard is inline rather than the `never_raises` decorator.
         """
+        skip = self._skip
+        if skip:
+            # A turn nobody records is open, and this event could change nothing about it (not even its end time,
+            # which no one sees). Read without the lock: a turn opened meanwhile by another thread's send would only
+            # have counted this earlier event as its own.
+            try:
+                if (event if event.__class__ is dict else event.__dict__).get("type") in skip:
+                    return
+            except Exception:
+                pass  # not a model or a dict, or an unhashable type: the locked path below copes
         try:
             with self._lock:
                 # Pydantic models keep their fields in `__dict__`: reading it is twice as fast as `getattr`.
@@ -723,9 +736,9 @@ class SessionTracker:
         recorded = span.is_recording() or telemetry.metrics is not None
         # A turn nobody records (a no-op tracer or a sampled-out turn, no meter, no content capture) follows only its
         # lifecycle: its tokens, tools, children and span events would go nowhere.
-        turn = Turn(
-            span, self.turn_count, now_ns, adopting, _DISPATCH if recorded or telemetry.content.enabled else _LIFECYCLE
-        )
+        lifecycle_only = not (recorded or telemetry.content.enabled)
+        turn = Turn(span, self.turn_count, now_ns, adopting, _LIFECYCLE if lifecycle_only else _DISPATCH)
+        self._skip = _LIFECYCLE_SKIPS if lifecycle_only else _NO_IDS
         if telemetry.child_spans and (recorded or telemetry.content.on_events):
             # Children of a turn nobody records (and no log records) would record nothing either: not tracked at all.
             turn.children = TurnChildren(telemetry, span, templates.children)
@@ -750,6 +763,7 @@ class SessionTracker:
         turn.ended = True
         if self.turn is turn:
             self.turn = None
+            self._skip = _NO_IDS
         self._ended_seen, self._ended_seen_old = turn.seen, turn.seen_old
         span = turn.span
         try:
@@ -848,6 +862,10 @@ _LIFECYCLE: Final[Plan] = {
     )
     for event_type, role in EVENT_ROLES.items()
 }
+#: The types such a turn does nothing with: no lifecycle handler, not agent output.
+_LIFECYCLE_SKIPS: Final = frozenset(
+    t for t, (handler, output, _, _) in _LIFECYCLE.items() if not handler and not output
+)
 
 
 def _end_attributes(turn: Turn, reason: str) -> dict[str, AttributeValue]:
