@@ -81,10 +81,10 @@ LIFECYCLE_TYPES = st.sampled_from(
 
 
 @st.composite
-def wire_event(draw: Any, types: Any = TYPES, ids: Any = IDS) -> Any:
-    event_type = draw(st.one_of(types, JUNK))
+def wire_event(draw: Any) -> Any:
+    event_type = draw(st.one_of(TYPES, JUNK))
     body: dict[str, Any] = {"type": event_type}
-    event_id = draw(st.one_of(ids, JUNK))
+    event_id = draw(st.one_of(IDS, JUNK))
     if event_id is not None:
         body["id"] = event_id
     if draw(st.booleans()):
