@@ -181,3 +181,40 @@ def turn_events_for(server: FakeCMAServer) -> list[Any]:
     from tests.support.scenarios import queue_turn
 
     return queue_turn(server, "sesn_nothing", "sevt_n")
+
+
+def test_until_a_meter_provider_is_set_a_sampled_out_turn_follows_only_its_lifecycle() -> None:
+    """With no meter provider given, the meter is the API's global proxy, which drops records until the app sets a
+    provider. Until then a sampled-out turn is one nobody records; once a provider is set, the next turn is tracked
+    in full and its metrics reach that provider."""
+    from opentelemetry.metrics import NoOpMeter
+    from opentelemetry.metrics._internal import _ProxyMeter  # what `get_meter` returns before a provider is set
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    from cma_tracing.instrumentation.metrics import Metrics
+    from cma_tracing.instrumentation.sessions import SessionRegistry
+    from cma_tracing.instrumentation.telemetry import Telemetry
+    from tests.support.scenarios import turn_events
+
+    proxy = _ProxyMeter("cma_tracing")
+    metrics = Metrics(proxy)
+    assert not metrics.live() and not Metrics(NoOpMeter("x")).live()
+    assert Metrics(MeterProvider().get_meter("x")).live()
+    reader = InMemoryMetricReader()
+
+    telemetry = Telemetry(TracerProvider(sampler=ALWAYS_OFF).get_tracer("t"), metrics=metrics)
+    registry = SessionRegistry(telemetry, orphan_timeout_s=300)
+    tool_calls = []
+    for n, provider_set in enumerate((False, True)):
+        if provider_set:
+            proxy.on_set_meter_provider(MeterProvider(metric_readers=[reader]))
+        tracker = registry.acquire("sesn_proxy", stream=True)
+        for event in turn_events(f"sevt_p{n}"):
+            tracker.on_event(event, 10**18 + n * 10**10)
+            if event["type"] == "agent.tool_result" and tracker.turn is not None:
+                tool_calls.append((tracker.turn.tool_calls, tracker.turn.children is not None))
+        tracker.stream_finished("ended", 10**18 + n * 10**10)
+    assert tool_calls == [(0, False), (1, True)]
+    assert [p.count for p in points(reader)["gen_ai.client.operation.duration"]] != []
+    registry.shutdown()

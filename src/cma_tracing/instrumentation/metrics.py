@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final, Mapping, Optional
 
-from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.metrics import Histogram, Meter, NoOpMeter
 from opentelemetry.util.types import AttributeValue
 
 from . import attributes as A
@@ -21,6 +21,7 @@ class Metrics:
     """Records turn, model request and tool measurements. Every method is called with telemetry errors caught."""
 
     def __init__(self, meter: Meter) -> None:
+        self._meter = meter
         self.operation_duration: Histogram = meter.create_histogram(
             "gen_ai.client.operation.duration",
             unit="s",
@@ -45,6 +46,12 @@ class Metrics:
             description="Duration of tool calls",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
+
+    def live(self) -> bool:
+        """Whether records go anywhere now. The global meter, when the app set no meter provider (yet), is the API's
+        proxy: it drops records until a provider is set, and then forwards them to that provider's meter."""
+        real = getattr(self._meter, "_real_meter", self._meter)  # the proxy's backing meter; any other meter itself
+        return real is not None and not isinstance(real, NoOpMeter)
 
     def turn(self, seconds: float, ttfc: Optional[float], attributes: Mapping[str, AttributeValue]) -> None:
         self.operation_duration.record(seconds, attributes)

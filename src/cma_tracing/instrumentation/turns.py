@@ -733,9 +733,10 @@ class SessionTracker:
             attributes=attributes,
             start_time=now_ns,
         )
-        recorded = span.is_recording() or telemetry.metrics is not None
-        # A turn nobody records (a no-op tracer or a sampled-out turn, no meter, no content capture) follows only its
-        # lifecycle: its tokens, tools, children and span events would go nowhere.
+        metrics = telemetry.metrics
+        recorded = span.is_recording() or (metrics is not None and metrics.live())
+        # A turn nobody records (a no-op tracer or a sampled-out turn, no meter provider, no content capture) follows
+        # only its lifecycle: its tokens, tools, children and span events would go nowhere.
         lifecycle_only = not (recorded or telemetry.content.enabled)
         turn = Turn(span, self.turn_count, now_ns, adopting, _LIFECYCLE if lifecycle_only else _DISPATCH)
         self._skip = _LIFECYCLE_SKIPS if lifecycle_only else _NO_IDS
