@@ -10,9 +10,11 @@ import anthropic
 import pydantic
 import pytest
 from anthropic.types.beta.sessions import BetaManagedAgentsStreamSessionEvents
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 import cma_tracing
 from cma_tracing.instrumentation.telemetry import Telemetry
@@ -254,6 +256,76 @@ async def test_fifty_sessions_in_asyncio_tasks_never_mix_events_turns_or_parents
 
     await asyncio.gather(*(session(i) for i in range(50)))
     _assert_fifty_unmixed(spans)
+
+
+class _EvenSessionsOnly(Sampler):
+    """Records the turns of even-numbered sessions (and spans of no session); drops the rest."""
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: Any = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        session = str((attributes or {}).get("anthropic.session.id", "sesn_0"))
+        if int(session.rsplit("_", 1)[1]) % 2:
+            return SamplingResult(Decision.DROP)
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)  # a sampler hands the span its attributes
+
+    def get_description(self) -> str:
+        return "even sessions only"
+
+
+def test_recorded_and_sampled_out_turns_in_fifty_threads_at_once(server: FakeCMAServer) -> None:
+    """Half the sessions' turns are sampled out, so they follow only their lifecycle and skip events without the
+    lock, while the other half are recorded in full, all at once in threads: the recorded ones are whole and unmixed,
+    every app sees every event, and every turn ends (no session is left holding state)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=_EvenSessionsOnly())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = cma_tracing.instrument(tracer_provider=provider, meter_provider=NoOpMeterProvider())
+    try:
+        barrier = threading.Barrier(50)
+        seen: dict[int, list[str]] = {}
+        errors: list[BaseException] = []
+
+        def session(i: int) -> None:
+            try:
+                client = anthropic.Anthropic(base_url=server.base_url, api_key="k", max_retries=0, open_telemetry=False)
+                sid = f"sesn_mixed_{i}"
+                server.queue_send(sid, [f"{sid}_u"])
+                server.queue_stream(sid, steps(turn_events(f"{sid}_u", input_tokens=i, output_tokens=i), delay=0.002))
+                barrier.wait(10)
+                client.beta.sessions.events.send(sid, events=[message()])
+                seen[i] = [event.type for event in client.beta.sessions.events.stream(sid)]
+            except BaseException as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=session, args=(i,)) for i in range(50)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        expected = [e["type"] for e in turn_events("sevt_u", input_tokens=1, output_tokens=1)]
+        assert seen == {i: expected for i in range(50)}
+        assert instrumentor.registry.active_count() == 0  # sampled-out turns ended too
+        turns = [s for s in exporter.get_finished_spans() if s.name.startswith("invoke_agent")]
+        assert sorted(
+            int(str(dict(t.attributes or {})["anthropic.session.id"]).rsplit("_", 1)[1]) for t in turns
+        ) == list(range(0, 50, 2))
+        for turn in turns:
+            attrs = dict(turn.attributes or {})
+            i = int(str(attrs["anthropic.session.id"]).rsplit("_", 1)[1])
+            assert attrs["anthropic.turn.stop_reason"] == "end_turn"
+            assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (2 * i, 2 * i)
+            assert attrs["anthropic.turn.events"] == 11
+    finally:
+        cma_tracing.uninstrument()
 
 
 def _assert_fifty_unmixed(spans: Spans) -> None:
