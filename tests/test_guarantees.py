@@ -213,28 +213,19 @@ def test_fifty_sessions_in_threads_never_mix_events_turns_or_parents(
 ) -> None:
     app_tracer = provider[0].get_tracer("app")
     barrier = threading.Barrier(50)
-    errors: list[BaseException] = []
 
     def session(i: int) -> None:
-        try:
-            client = anthropic.Anthropic(base_url=server.base_url, api_key="k", max_retries=0, open_telemetry=False)
-            sid = f"sesn_thread_{i}"
-            server.queue_send(sid, [f"{sid}_u"])
-            server.queue_stream(sid, steps(turn_events(f"{sid}_u", input_tokens=i, output_tokens=i), delay=0.002))
-            with app_tracer.start_as_current_span(f"request {i}"):
-                barrier.wait(10)
-                client.beta.sessions.events.send(sid, events=[message()])
-                for _ in client.beta.sessions.events.stream(sid):
-                    pass
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+        client = anthropic.Anthropic(base_url=server.base_url, api_key="k", max_retries=0, open_telemetry=False)
+        sid = f"sesn_thread_{i}"
+        server.queue_send(sid, [f"{sid}_u"])
+        server.queue_stream(sid, steps(turn_events(f"{sid}_u", input_tokens=i, output_tokens=i), delay=0.002))
+        with app_tracer.start_as_current_span(f"request {i}"):
+            barrier.wait(10)
+            client.beta.sessions.events.send(sid, events=[message()])
+            for _ in client.beta.sessions.events.stream(sid):
+                pass
 
-    threads = [threading.Thread(target=session, args=(i,)) for i in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert errors == []
+    assert _in_threads(50, session) == []
     _assert_fifty_unmixed(spans)
 
 
@@ -291,41 +282,52 @@ def test_recorded_and_sampled_out_turns_in_fifty_threads_at_once(server: FakeCMA
     try:
         barrier = threading.Barrier(50)
         seen: dict[int, list[str]] = {}
-        errors: list[BaseException] = []
 
         def session(i: int) -> None:
-            try:
-                client = anthropic.Anthropic(base_url=server.base_url, api_key="k", max_retries=0, open_telemetry=False)
-                sid = f"sesn_mixed_{i}"
-                server.queue_send(sid, [f"{sid}_u"])
-                server.queue_stream(sid, steps(turn_events(f"{sid}_u", input_tokens=i, output_tokens=i), delay=0.002))
-                barrier.wait(10)
-                client.beta.sessions.events.send(sid, events=[message()])
-                seen[i] = [event.type for event in client.beta.sessions.events.stream(sid)]
-            except BaseException as error:  # noqa: BLE001 - reported below
-                errors.append(error)
+            client = anthropic.Anthropic(base_url=server.base_url, api_key="k", max_retries=0, open_telemetry=False)
+            sid = f"sesn_mixed_{i}"
+            server.queue_send(sid, [f"{sid}_u"])
+            server.queue_stream(sid, steps(turn_events(f"{sid}_u", input_tokens=i, output_tokens=i), delay=0.002))
+            barrier.wait(10)
+            client.beta.sessions.events.send(sid, events=[message()])
+            seen[i] = [event.type for event in client.beta.sessions.events.stream(sid)]
 
-        threads = [threading.Thread(target=session, args=(i,)) for i in range(50)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert errors == []
+        assert _in_threads(50, session) == []
         expected = [e["type"] for e in turn_events("sevt_u", input_tokens=1, output_tokens=1)]
         assert seen == {i: expected for i in range(50)}
         assert instrumentor.registry.active_count() == 0  # sampled-out turns ended too
         turns = [s for s in exporter.get_finished_spans() if s.name.startswith("invoke_agent")]
-        assert sorted(
-            int(str(dict(t.attributes or {})["anthropic.session.id"]).rsplit("_", 1)[1]) for t in turns
-        ) == list(range(0, 50, 2))
-        for turn in turns:
-            attrs = dict(turn.attributes or {})
-            i = int(str(attrs["anthropic.session.id"]).rsplit("_", 1)[1])
-            assert attrs["anthropic.turn.stop_reason"] == "end_turn"
-            assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (2 * i, 2 * i)
-            assert attrs["anthropic.turn.events"] == 11
+        assert sorted(_assert_whole_turn(turn) for turn in turns) == list(range(0, 50, 2))
     finally:
         cma_tracing.uninstrument()
+
+
+def _in_threads(n: int, work: Any) -> list[BaseException]:
+    """Run `work(i)` for i in range(n), each in a thread of its own; returns what they raised."""
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as error:  # noqa: BLE001 - returned to the test
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return errors
+
+
+def _assert_whole_turn(turn: ReadableSpan) -> int:
+    """The turn of session `..._i` ended normally with its own session's tokens and events; returns i."""
+    attrs = dict(turn.attributes or {})
+    i = int(str(attrs["anthropic.session.id"]).rsplit("_", 1)[1])
+    assert attrs["anthropic.turn.stop_reason"] == "end_turn"
+    assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (2 * i, 2 * i)
+    assert attrs["anthropic.turn.events"] == 11
+    return i
 
 
 def _assert_fifty_unmixed(spans: Spans) -> None:
@@ -333,11 +335,7 @@ def _assert_fifty_unmixed(spans: Spans) -> None:
     assert len(turns) == 50
     requests = {s.name: s for s in spans.all() if s.name.startswith("request ")}
     for turn in turns:
-        attrs = dict(turn.attributes or {})
-        i = int(str(attrs["anthropic.session.id"]).rsplit("_", 1)[1])
-        assert attrs["anthropic.turn.stop_reason"] == "end_turn"
-        assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (2 * i, 2 * i)
-        assert attrs["anthropic.turn.events"] == 11
+        i = _assert_whole_turn(turn)
         assert turn.parent is not None and turn.parent.span_id == requests[f"request {i}"].context.span_id
 
 
