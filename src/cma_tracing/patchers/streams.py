@@ -50,6 +50,22 @@ class _StreamWatch:
         except Exception:
             log_swallowed("stream finish")
 
+    def __enter__(self) -> _StreamWatch:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
+        """Around a proxy's event loop: how the loop ended says how the stream did. The exception, if any, goes on."""
+        if kind is None:
+            self.finish(StreamEnd.ENDED)
+        elif issubclass(kind, GeneratorExit):
+            # The loop that held the generator went away (a `break`): the stream itself may still be read on, so
+            # only `close()`, `with` exit or the proxy's collection say the consumer stopped.
+            pass
+        elif issubclass(kind, Exception):
+            self.finish(StreamEnd.TRANSPORT, error)
+        else:
+            self.finish(StreamEnd.CLOSED)  # KeyboardInterrupt, task cancellation
+
 
 class TracedStream(wrapt.ObjectProxy[Any]):
     """An `anthropic.Stream` of session or thread events, observed."""
@@ -69,24 +85,13 @@ class TracedStream(wrapt.ObjectProxy[Any]):
         on_event = self._self_on_event
         watch = self._self_watch
         fetch = self._self_fetch
-        try:
+        with watch:
             for event in self.__wrapped__:
                 now = _time_ns()
                 if fetch is not None:
                     fetch(event, now)
                 on_event(event, now)
                 yield event
-        except GeneratorExit:
-            # The loop that held this generator went away (a `break`): the stream itself may still be read on,
-            # so only `close()`, `with` exit or the proxy's collection say the consumer stopped.
-            raise
-        except Exception as error:
-            watch.finish(StreamEnd.TRANSPORT, error)
-            raise
-        except BaseException:
-            watch.finish(StreamEnd.CLOSED)
-            raise
-        watch.finish(StreamEnd.ENDED)
 
     def __next__(self) -> Any:
         try:
@@ -141,22 +146,13 @@ class TracedAsyncStream(wrapt.ObjectProxy[Any]):
         on_event = self._self_on_event
         watch = self._self_watch
         fetch = self._self_fetch
-        try:
+        with watch:
             async for event in self.__wrapped__:
                 now = _time_ns()
                 if fetch is not None:
                     await fetch(event, now)
                 on_event(event, now)
                 yield event
-        except GeneratorExit:
-            raise  # as in `TracedStream._self_events`: a dropped loop is not a closed stream
-        except Exception as error:
-            watch.finish(StreamEnd.TRANSPORT, error)
-            raise
-        except BaseException:
-            watch.finish(StreamEnd.CLOSED)
-            raise
-        watch.finish(StreamEnd.ENDED)
 
     async def __anext__(self) -> Any:
         try:
