@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, NoOpTracer, NoOpTracerProvider, Span
 
 import cma_tracing
-from cma_tracing.instrumentation.sessions import SessionRegistry
+from cma_tracing.instrumentation.registry import SessionRegistry
 from cma_tracing.instrumentation.telemetry import Telemetry
 from cma_tracing.patchers.streams import TracedStream
 
@@ -162,7 +162,7 @@ def own_work_per_event_us(
     for r in range(rounds):
         registry = SessionRegistry(noop, orphan_timeout_s=300)
         tracker = registry.acquire(f"sesn_own_{r}", stream=True)
-        stream = TracedStream(iter(parsed), tracker.on_event, tracker.stream_finished)
+        stream = TracedStream(iter(parsed), tracker.on_event, registry.stream_finished(tracker))
         started = clock()
         for _ in stream:
             pass

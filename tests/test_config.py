@@ -52,7 +52,7 @@ def test_invalid_values_warn_and_fall_back(
     with caplog.at_level(logging.WARNING, logger="cma_tracing"):
         options = options_from(kwargs)
     assert options.child_spans is True and options.orphan_timeout_s == DEFAULT_ORPHAN_TIMEOUT_S
-    assert options.redact is None
+    assert options.content.redact is None
     assert any(needle in r.getMessage() for r in caplog.records)
 
 

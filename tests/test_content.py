@@ -12,7 +12,8 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 
-from cma_tracing.instrumentation.content import content_policy, cut
+from cma_tracing.config import content_policy
+from cma_tracing.instrumentation.content import cut
 from tests.conftest import Spans
 from tests.support import events as ev
 from cma_tracing.demo.loopback import FakeCMAServer

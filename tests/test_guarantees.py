@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 import cma_tracing
 from cma_tracing.instrumentation.telemetry import Telemetry
-from cma_tracing.instrumentation.turns import SessionTracker
+from cma_tracing.instrumentation.session import SessionTracker
 from tests.conftest import Spans
 from tests.support import events as ev
 from cma_tracing.demo.loopback import FakeCMAServer
@@ -75,6 +75,47 @@ def test_a_failing_tracer_processor_or_exporter_never_reaches_the_app(
     finally:
         cma_tracing.uninstrument()
     assert [_without_ids(e) for e in seen] == [_without_ids(e) for e in baseline]
+
+
+class _Refusing:
+    """A provider whose `get_tracer` / `get_meter` / `get_logger` raises."""
+
+    def __getattr__(self, name: str) -> Any:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError(f"{name} refused")
+
+        return refuse
+
+
+@pytest.mark.parametrize("signal", ["tracer_provider", "meter_provider", "logger_provider"])
+def test_instrument_never_raises_when_a_provider_fails_and_the_other_signals_work(
+    server: FakeCMAServer, loop_client: anthropic.Anthropic, signal: str
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    providers: dict[str, Any] = {
+        "tracer_provider": tracer_provider,
+        "meter_provider": MeterProvider(metric_readers=[reader]),
+        "logger_provider": None,
+    }
+    providers[signal] = _Refusing()
+    baseline = run_app(loop_client, server, "sesn_refused")
+    cma_tracing.instrument(capture_content="SPAN_AND_EVENT", **providers)
+    try:
+        seen = run_app(loop_client, server, "sesn_refused")
+    finally:
+        cma_tracing.uninstrument()
+    assert [_without_ids(e) for e in seen] == [_without_ids(e) for e in baseline]
+    turns = [s for s in exporter.get_finished_spans() if s.name.startswith("invoke_agent")]
+    assert len(turns) == (0 if signal == "tracer_provider" else 1)
+    metrics = reader.get_metrics_data()
+    recorded = bool(metrics and metrics.resource_metrics)
+    assert recorded is (signal != "meter_provider")
 
 
 def test_malformed_and_unknown_events_pass_through_untouched(
@@ -151,7 +192,7 @@ def test_idle_sessions_leave_no_state_behind(
 
 
 def test_remembered_sessions_are_capped() -> None:
-    from cma_tracing.instrumentation.sessions import LRU
+    from cma_tracing.instrumentation.registry import LRU
 
     lru: LRU[str, int] = LRU(3)
     for i in range(10):
@@ -165,7 +206,7 @@ def test_the_orphan_watch_holds_dropped_sessions_weakly_sheds_them_and_sleeps_th
     import gc
     import weakref
 
-    from cma_tracing.instrumentation.sessions import _COMPACT_AT, OrphanWatch
+    from cma_tracing.instrumentation.registry import _COMPACT_AT, OrphanWatch
 
     wakes = 0
     now = [10**18]
@@ -176,7 +217,7 @@ def test_the_orphan_watch_holds_dropped_sessions_weakly_sheds_them_and_sleeps_th
             wakes += 1
         return now[0]
 
-    watch = OrphanWatch(timeout_ns=300 * 10**9, clock=clock)
+    watch = OrphanWatch(300 * 10**9, lambda tracker, now: None, clock=clock)
     telemetry = Telemetry(TracerProvider().get_tracer("t"))
     try:
         first = SessionTracker("sesn_w0", telemetry)
@@ -341,3 +382,33 @@ def _assert_fifty_unmixed(spans: Spans) -> None:
 
 def _without_ids(event: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in event.items() if k not in ("id", "processed_at", "model_request_start_id", "tool_use_id")}
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2026-08-17T16:21:33.262700Z",
+        "2026-08-17T16:21:33.2627Z",
+        "2026-08-17T16:21:33.262700123Z",
+        "2026-08-17T16:21:33.262700+00:00",
+        "2026-08-17T18:21:33.262700+0200",
+        "2026-08-17T16:21:33.262700",
+    ],
+)
+def test_timestamps_parse_the_same_on_every_python(stamp: str) -> None:
+    """SPEC §6.7: before 3.11 `datetime.fromisoformat` rejects `Z` and fractions of other than 3 or 6 digits, and
+    list-page anchoring and fetched-event timing silently broke there. A stamp with no offset is UTC."""
+    from datetime import datetime, timezone
+
+    from cma_tracing.instrumentation.fields import timestamp, timestamp_ns
+
+    expected = datetime(2026, 8, 17, 16, 21, 33, 262700, tzinfo=timezone.utc)
+    assert timestamp(stamp) == expected
+    assert timestamp_ns(stamp) == int(expected.timestamp()) * 10**9 + 262_700_000
+
+
+@pytest.mark.parametrize("stamp", [None, "", "yesterday", "2026-13-45T99:00:00Z", 17, b"2026-08-17"])
+def test_unreadable_timestamps_are_none(stamp: Any) -> None:
+    from cma_tracing.instrumentation.fields import timestamp
+
+    assert timestamp(stamp) is None

@@ -10,9 +10,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from cma_tracing.instrumentation.sessions import SessionRegistry
+from cma_tracing.instrumentation.protocol import StreamEnd
+from cma_tracing.instrumentation.registry import SessionRegistry
+from cma_tracing.instrumentation.session import SessionTracker
 from cma_tracing.instrumentation.telemetry import Telemetry
-from cma_tracing.instrumentation.turns import SessionTracker, StreamEnd
 from tests.support import events as ev
 
 SID = "sesn_core"
@@ -39,11 +40,11 @@ class Harness:
             self.tracker.on_event(event, self.tick())
 
     def send(self, *events: Any, echo_ids: Optional[list[str]] = None) -> Any:
-        turn = self.tracker.begin_send(list(events), self.tick())
+        send = self.tracker.begin_send(list(events), self.tick())
         ids = echo_ids if echo_ids is not None else [ev.new_id() for _ in events]
         echoed = [{**e, "id": i, "processed_at": None} for e, i in zip(events, ids)]
-        self.tracker.send_succeeded(turn, {"data": echoed})
-        return turn
+        self.tracker.send_succeeded(send, {"data": echoed})
+        return send
 
     def turns(self) -> list[ReadableSpan]:
         spans = [
@@ -65,8 +66,8 @@ def attrs(span: ReadableSpan) -> dict[str, Any]:
 
 def test_send_with_a_user_message_opens_a_turn_before_the_request() -> None:
     h = Harness()
-    turn = h.tracker.begin_send([ev.user_message(id=None)], h.tick())
-    assert turn is not None and h.tracker.turn is turn and not turn.ended
+    send = h.tracker.begin_send([ev.user_message(id=None)], h.tick())
+    assert send is not None and send.opened and h.tracker.turn is send.turn and not send.turn.ended
 
 
 def test_a_user_message_on_a_stream_opens_a_turn_when_none_is_open() -> None:
@@ -88,9 +89,9 @@ def test_a_user_message_not_the_open_turns_own_supersedes_it() -> None:
 
 def test_a_turn_opened_by_send_adopts_the_first_user_message_until_the_response_names_it() -> None:
     h = Harness()
-    turn = h.tracker.begin_send([ev.user_message(id=None)], h.tick())
+    send = h.tracker.begin_send([ev.user_message(id=None)], h.tick())
     h.feed([ev.user_message("sevt_echo")])  # the stream is faster than the send's response
-    h.tracker.send_succeeded(turn, {"data": [ev.user_message("sevt_echo")]})
+    h.tracker.send_succeeded(send, {"data": [ev.user_message("sevt_echo")]})
     h.feed([ev.user_message("sevt_echo"), ev.agent_message(), ev.idle()])
     assert attrs(h.turn())["anthropic.turn.stop_reason"] == "end_turn"
 
@@ -99,10 +100,12 @@ def test_a_turn_opened_by_send_adopts_the_first_user_message_until_the_response_
 def test_other_user_events_sent_join_the_open_turn_as_span_events(reply: str) -> None:
     h = Harness()
     h.send(ev.user_message())
-    joined = h.tracker.begin_send([ev.event(reply, id=None, tool_use_id="sevt_x", result="allow")], h.tick())
-    assert joined is h.tracker.turn
-    h.tracker.send_succeeded(joined, {"data": [ev.event(reply, id="sevt_reply")]})
-    h.feed([ev.event(reply, id="sevt_reply"), ev.idle()])  # its echo is not recorded twice
+    sent = ev.event(reply, id=None, tool_use_id="sevt_x", result="allow")
+    joined = h.tracker.begin_send([sent], h.tick())
+    assert joined is not None and joined.turn is h.tracker.turn and not joined.opened
+    echo = {**sent, "id": "sevt_reply"}
+    h.tracker.send_succeeded(joined, {"data": [echo]})
+    h.feed([{**echo, "processed_at": None}, echo, ev.idle()])  # its echoes are not recorded again
     span = h.turn()
     assert [e.name for e in span.events] == [reply]
 
@@ -123,8 +126,8 @@ def test_requires_action_keeps_the_turn_open_until_running_or_agent_output() -> 
 
 def test_the_send_that_opened_a_turn_failing_ends_it_with_send_error() -> None:
     h = Harness()
-    turn = h.tracker.begin_send([ev.user_message(id=None)], h.tick())
-    h.tracker.send_failed(turn, True, RuntimeError("refused"), "invalid_request_error")
+    send = h.tracker.begin_send([ev.user_message(id=None)], h.tick())
+    h.tracker.send_failed(send, RuntimeError("refused"), "invalid_request_error")
     span = h.turn()
     assert attrs(span)["anthropic.turn.stop_reason"] == "send_error"
     assert attrs(span)["error.type"] == "invalid_request_error"
@@ -263,9 +266,9 @@ def test_a_turn_with_no_stream_for_the_orphan_timeout_ends_at_its_last_event(
     how = StreamEnd.TRANSPORT if failed else StreamEnd.ENDED
     h.tracker.stream_finished(how, h.tick(), ConnectionError("reset") if failed else None, "httpx2.ReadError")
     timeout = 300 * 10**9
-    assert h.tracker.check_orphan(h.now + timeout - 1, timeout) is not None  # not yet
+    assert h.tracker.check_orphan(h.now + timeout - 1, timeout)[0] is not None  # not yet
     assert h.turns() == []
-    assert h.tracker.check_orphan(h.now + timeout, timeout) is None
+    assert h.tracker.check_orphan(h.now + timeout, timeout)[0] is None
     span = h.turn()
     assert attrs(span)["anthropic.turn.stop_reason"] == reason
     assert span.status.status_code is status
@@ -276,7 +279,7 @@ def test_a_stream_opening_before_the_timeout_keeps_the_turn() -> None:
     h = Harness()
     h.send(ev.user_message())
     h.tracker.claim(stream=True)
-    assert h.tracker.check_orphan(h.now + 10**15, 10**9) is None
+    assert h.tracker.check_orphan(h.now + 10**15, 10**9)[0] is None
     assert h.tracker.turn is not None
 
 
@@ -393,3 +396,81 @@ def test_turn_span_events_for_errors_reschedules_and_thread_messages() -> None:
         "agent.thread_message_sent",
         "agent.thread_message_received",
     ]
+
+
+# -- fixed on the redesigned core: each test failed before its fix ------------------------------------------------
+
+
+def test_a_send_that_joined_a_turn_another_send_opened_meanwhile_does_not_end_it_when_it_fails() -> None:
+    """Two sends race: a tool result joins, a new user.message opens a turn. Whether a send opened its turn is
+    decided inside the tracker's lock, so the failing reply cannot end the other send's turn as `send_error`."""
+    h = Harness()
+    h.send(ev.user_message())
+    opened = h.tracker.begin_send([ev.user_message(id=None)], h.tick())
+    joined = h.tracker.begin_send([ev.event("user.custom_tool_result", id=None, custom_tool_use_id="x")], h.tick())
+    assert opened is not None and joined is not None and opened.turn is joined.turn
+    assert opened.opened and not joined.opened
+    h.tracker.send_failed(joined, RuntimeError("refused"), "invalid_request_error")
+    assert h.tracker.turn is opened.turn and not opened.turn.ended
+    h.feed([ev.idle()])
+    first, second = h.turns()
+    assert (attrs(first)["anthropic.turn.stop_reason"], attrs(second)["anthropic.turn.stop_reason"]) == (
+        "superseded",
+        "end_turn",
+    )
+
+
+@pytest.mark.parametrize("reply", ["user.custom_tool_result", "user.tool_confirmation", "user.interrupt"])
+def test_a_reply_whose_echo_arrives_before_its_sends_response_is_recorded_once(reply: str) -> None:
+    """Another task reads the stream while the app sends: the echo can beat the send's response, which is what
+    used to name the reply's id. One reply, one record, whichever comes first."""
+    h = Harness()
+    h.send(ev.user_message())
+    use = ev.tool_use("get_weather", kind="agent.custom_tool_use")
+    h.feed([use, ev.idle("requires_action", event_ids=[use["id"]])])
+    fields = {"custom_tool_use_id": use["id"]} if reply == "user.custom_tool_result" else {"tool_use_id": use["id"]}
+    sent = ev.event(reply, id=None, **fields, result="allow", content=[], is_error=False)
+    send = h.tracker.begin_send([sent], h.tick())
+    echo = {**sent, "id": "sevt_reply_echo"}
+    h.feed([{**echo, "processed_at": None}, echo])  # both echoes, before the response
+    h.tracker.send_succeeded(send, {"data": [echo]})
+    h.feed([ev.running(), ev.agent_message(), ev.idle()])
+    assert [e.name for e in h.turn().events] == [reply]
+
+
+def test_evicting_a_session_with_an_open_turn_lets_go_of_its_tracker() -> None:
+    """Past the active-session cap the least recently used session's turn ends `unobserved`; a stream still holding
+    its tracker no longer feeds it, and the session's next tracker goes on counting turns (never index 1 twice)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = SessionRegistry(Telemetry(provider.get_tracer("t")), orphan_timeout_s=300, max_active=2)
+    held = registry.acquire("sesn_a", stream=True)  # a stream of sesn_a stays open throughout
+    held.on_event(ev.user_message(), 10**18)
+    registry.acquire("sesn_b", stream=True)
+    registry.acquire("sesn_c", stream=True)  # evicts sesn_a
+    held.on_event(ev.user_message(), 10**18 + 1)  # the old stream reads on: ignored, no second turn
+    fresh = registry.acquire("sesn_a", stream=True)
+    assert fresh is not held
+    fresh.on_event(ev.user_message(), 10**18 + 2)
+    fresh.on_event(ev.idle(), 10**18 + 3)
+    registry.shutdown()
+    turns = [dict(s.attributes or {}) for s in exporter.get_finished_spans() if s.name.startswith("invoke_agent")]
+    by_session = [
+        (t["anthropic.session.id"], t["anthropic.turn.index"], t["anthropic.turn.stop_reason"]) for t in turns
+    ]
+    assert by_session == [("sesn_a", 1, "unobserved"), ("sesn_a", 2, "end_turn")]
+
+
+def test_the_processed_echo_of_a_queued_user_message_anchors_the_turn() -> None:
+    """Stream-first apps see each client event twice: queued (`processed_at: null`), then processed, with one id.
+    The processed echo is a duplicate id, but it must still give the turn its anchor on the server's clock (which
+    `fetch_subthreads` and late thread feeds need)."""
+    h = Harness()
+    h.send(ev.user_message(), echo_ids=["sevt_mine"])
+    processed = ev.user_message("sevt_mine")
+    h.feed([{**processed, "processed_at": None}])
+    h.feed([ev.event("session.thread_created", session_thread_id="sthr_r", agent_name="researcher")])
+    assert h.tracker.threads_to_fetch(ev.idle()) == []  # no anchor yet: nothing could be placed
+    h.feed([processed])
+    assert h.tracker.threads_to_fetch(ev.idle()) == ["sthr_r"]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cma_tracing.instrumentation.sessions import _COMPACT_AT
+from cma_tracing.instrumentation.registry import _COMPACT_AT
 
 ROOT = Path(__file__).resolve().parent.parent
 

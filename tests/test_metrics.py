@@ -193,7 +193,7 @@ def test_until_a_meter_provider_is_set_a_sampled_out_turn_follows_only_its_lifec
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
     from cma_tracing.instrumentation.metrics import Metrics
-    from cma_tracing.instrumentation.sessions import SessionRegistry
+    from cma_tracing.instrumentation.registry import SessionRegistry
     from cma_tracing.instrumentation.telemetry import Telemetry
     from tests.support.scenarios import turn_events
 
@@ -218,3 +218,35 @@ def test_until_a_meter_provider_is_set_a_sampled_out_turn_follows_only_its_lifec
     assert tool_calls == [(0, False), (1, True)]
     assert [p.count for p in points(reader)["gen_ai.client.operation.duration"]] != []
     registry.shutdown()
+
+
+def test_agent_attributes_learnt_mid_turn_leave_the_running_turns_metric_attributes_whole(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    """A `sessions.retrieve` while a turn runs changes the attributes of the session's next turns; the running one
+    records its duration with the attributes it started with, not with none."""
+    reader = InMemoryMetricReader()
+    instrument(meter_provider=MeterProvider(metric_readers=[reader]))
+    server.set_session("sesn_mid")
+    before = loop_client.beta.sessions.retrieve("sesn_mid")
+    server.queue_send("sesn_mid", ["sevt_u"])
+    server.queue_stream("sesn_mid", [Event(e) for e in [ev.running(), ev.user_message("sevt_u"), ev.agent_message()]])
+    server.queue_stream("sesn_mid", [Event(ev.idle())])
+    loop_client.beta.sessions.events.send("sesn_mid", events=[message()])
+    with loop_client.beta.sessions.events.stream("sesn_mid") as stream:
+        for event in stream:
+            if event.type == "agent.message":
+                break
+        renamed = before.model_dump(mode="json")
+        renamed["agent"]["name"] = "renamed-agent"
+        server.set_session("sesn_mid", renamed)
+        loop_client.beta.sessions.retrieve("sesn_mid")  # mid-turn
+        with loop_client.beta.sessions.events.stream("sesn_mid") as again:
+            list(again)
+    (turn,) = [
+        p
+        for p in points(reader)["gen_ai.client.operation.duration"]
+        if p.attributes.get("gen_ai.operation.name") == "invoke_agent"
+    ]
+    assert turn.attributes["gen_ai.agent.name"] == before.agent.name != "renamed-agent"
+    assert turn.attributes["gen_ai.provider.name"] == "anthropic"

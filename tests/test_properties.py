@@ -13,9 +13,9 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind
 
 from cma_tracing.instrumentation.event_table import EVENT_ROLES
-from cma_tracing.instrumentation.sessions import SessionRegistry
+from cma_tracing.instrumentation.protocol import Origin, StreamEnd
+from cma_tracing.instrumentation.registry import SessionRegistry
 from cma_tracing.instrumentation.telemetry import Telemetry
-from cma_tracing.instrumentation.turns import StreamEnd
 from tests.support import events as ev
 
 _ADAPTER: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(BetaManagedAgentsStreamSessionEvents)
@@ -191,20 +191,20 @@ def run_steps(tracer: CountingTracer, steps: list[tuple[str, Any]]) -> list[Any]
         elif kind == "send_ok" and pending:
             tracker.send_succeeded(pending.pop(), {"data": arg})
         elif kind == "send_fail" and pending:
-            tracker.send_failed(pending.pop(), True, RuntimeError("x"), "x")
+            tracker.send_failed(pending.pop(), RuntimeError("x"), "x")
         elif kind == "open":
-            tracker.claim(stream=True)
+            registry.acquire("sesn_prop", stream=True)
         elif kind == "finish":
-            tracker.stream_finished(arg, now, RuntimeError("x"), "x")
+            registry.apply(tracker, tracker.stream_finished(arg, now, RuntimeError("x"), "x"))
         elif kind == "list":
             tracker.on_listed(arg, now)
         elif kind == "orphan":
-            tracker.check_orphan(now + arg, 10**9)
+            registry.apply(tracker, tracker.check_orphan(now + arg, 10**9)[1])
         elif kind == "thread":
-            tracker.on_thread_event(arg[0], arg[1], now)
+            tracker.on_event(arg[1], now, Origin.thread(arg[0]))
         elif kind == "thread_list":
             tracker.on_listed(arg[1], now, arg[0])
-        tracker.release()
+        registry.release(tracker)
         turn = tracker.turn
         states.append(None if turn is None else (turn.index, turn.waiting))
     registry.shutdown()

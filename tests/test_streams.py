@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 import cma_tracing
-from cma_tracing.instrumentation.turns import SessionTracker
+from cma_tracing.instrumentation.session import SessionTracker
 from tests.conftest import Spans
 from cma_tracing.demo.loopback import Drop, FakeCMAServer, Hold
 from tests.support.scenarios import message, queue_turn, steps, turn_events
@@ -44,9 +44,9 @@ def test_it_yields_the_very_same_event_objects_in_the_same_order(
     observed: list[Any] = []
     original = SessionTracker.on_event
 
-    def spy(self: SessionTracker, event: Any, now_ns: int) -> None:
+    def spy(self: SessionTracker, event: Any, now_ns: int, *origin: Any) -> None:
         observed.append(event)
-        original(self, event, now_ns)
+        original(self, event, now_ns, *origin)
 
     monkeypatch.setattr(SessionTracker, "on_event", spy)
     queue_turn(server, "sesn_b", "sevt_u1")

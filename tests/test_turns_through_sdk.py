@@ -8,7 +8,9 @@ import anthropic
 import pytest
 from opentelemetry.trace import StatusCode
 
+from cma_tracing.demo.loopback import Event
 from tests.conftest import Spans
+from tests.support import events as ev
 
 REAL_SESSION = "sesn_01GuGWpFoC5zy8bwPaUPogbX"
 
@@ -316,3 +318,41 @@ def test_a_turn_with_no_stream_ends_on_time_as_unobserved_while_the_process_idle
 
 def _message(text: str) -> dict[str, Any]:
     return {"type": "user.message", "content": [{"type": "text", "text": text}]}
+
+
+def test_a_failing_reply_never_ends_the_turn_a_racing_send_opened(
+    instrumented: Any, server: Any, loop_client: anthropic.Anthropic, spans: Spans, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two sends race on one session: a tool result, and a new user.message that opens a turn just before the
+    reply joins it. The reply's request then fails. Whether a send opened its turn is decided with the session's
+    lock held, so the reply's failure cannot end the other send's turn as `send_error`."""
+    import threading
+
+    from cma_tracing.instrumentation.session import SessionTracker
+
+    sid = "sesn_race"
+    server.queue_send(sid, ["sevt_first"])
+    server.queue_send(sid, ["sevt_second"])  # the racing user.message
+    server.queue_send(sid, [], status=400, error={"type": "invalid_request_error", "message": "no such tool use"})
+    loop_client.beta.sessions.events.send(sid, events=[_message("first")])
+    original = SessionTracker.begin_send
+
+    def interleaved(self: SessionTracker, events: Any, now_ns: int) -> Any:
+        if events and events[0].get("type") == "user.custom_tool_result":
+            racer = threading.Thread(
+                target=lambda: loop_client.beta.sessions.events.send(sid, events=[_message("second")])
+            )
+            racer.start()
+            racer.join()
+        return original(self, events, now_ns)
+
+    monkeypatch.setattr(SessionTracker, "begin_send", interleaved)
+    reply = {"type": "user.custom_tool_result", "custom_tool_use_id": "sevt_tool", "content": []}
+    with pytest.raises(anthropic.BadRequestError):
+        loop_client.beta.sessions.events.send(sid, events=[reply])
+    monkeypatch.undo()
+    server.queue_stream(sid, [Event(e) for e in [ev.running(), ev.user_message("sevt_second"), ev.idle()]])
+    with loop_client.beta.sessions.events.stream(sid) as stream:
+        list(stream)
+    reasons = [dict(t.attributes or {})["anthropic.turn.stop_reason"] for t in spans.turns()]
+    assert reasons == ["superseded", "end_turn"]

@@ -11,9 +11,9 @@ from opentelemetry._logs import get_logger
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from .config import Options, options_from
-from .instrumentation.content import content_policy
 from .instrumentation.metrics import Metrics
-from .instrumentation.sessions import SessionRegistry
+from .instrumentation.registry import SessionRegistry
+from .instrumentation.safety import logger
 from .instrumentation.telemetry import Telemetry
 from .patchers import SessionEventsPatcher, SessionsPatcher, SessionThreadEventsPatcher
 from .version import __version__
@@ -65,17 +65,36 @@ class ClaudeManagedAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
 
 def telemetry_from(options: Options, kwargs: Mapping[str, Any]) -> Telemetry:
-    """The tracer, meter, content policy and log emitter, from the providers given (or the global ones)."""
-    tracer = trace.get_tracer("cma_tracing", __version__, kwargs.get("tracer_provider"), schema_url=_SCHEMA_URL)
-    meter = metrics.get_meter("cma_tracing", __version__, kwargs.get("meter_provider"), schema_url=_SCHEMA_URL)
-    policy = content_policy(options.capture_content, options.max_content_bytes, options.redact)
-    logger = (
-        get_logger("cma_tracing", __version__, kwargs.get("logger_provider"), schema_url=_SCHEMA_URL)
-        if policy.on_events
-        else None
-    )
+    """The tracer, meter, content policy and log emitter, from the providers given (or the global ones).
+
+    Never raises: a provider that fails to give its tracer, meter or logger turns that signal off, and the others
+    work (a warning says which).
+    """
+    tracer = _signal("tracer", trace.get_tracer, kwargs.get("tracer_provider"))
+    meter = _signal("meter", metrics.get_meter, kwargs.get("meter_provider"))
+    policy = options.content
+    log_emitter = _signal("logger", get_logger, kwargs.get("logger_provider")) if policy.on_events else None
     # A no-op meter records nothing: skip the calls (and, with a non-recording turn, the child bookkeeping).
-    recorder = None if isinstance(meter, NoOpMeter) else Metrics(meter)
+    recorder = None
+    if meter is not None and not isinstance(meter, NoOpMeter):
+        try:
+            recorder = Metrics(meter)
+        except Exception:
+            logger.warning("the meter failed to make the histograms; metrics are off", exc_info=True)
     return Telemetry(
-        tracer, options.child_spans, policy, recorder, logger, options.fetch_subthreads and options.child_spans
+        tracer if tracer is not None else trace.NoOpTracer(),
+        options.child_spans,
+        policy,
+        recorder,
+        log_emitter,
+        options.fetch_subthreads and options.child_spans,
     )
+
+
+def _signal(name: str, get: Any, provider: Any) -> Any:
+    """`get(...)` for cma_tracing's scope from `provider` (None: the global one), or None if it raises."""
+    try:
+        return get("cma_tracing", __version__, provider, schema_url=_SCHEMA_URL)
+    except Exception:
+        logger.warning("the %s provider failed to give a %s; that signal is off", name, name, exc_info=True)
+        return None

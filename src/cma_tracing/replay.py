@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 
 from .config import options_from
 from .instrumentation.agents import agent_attributes
-from .instrumentation.turns import SessionTracker, StreamEnd
+from .instrumentation.attributes import StopReason
+from .instrumentation.fields import timestamp_ns
+from .instrumentation.session import SessionTracker
 from .instrumentor import telemetry_from
 
 _STREAM = re.compile(r"/v1/sessions/([^/?#]+)/events/stream")
@@ -73,37 +74,29 @@ def replay(
     turns = 0
     for recorded in sessions:
         tracker = SessionTracker(
-            recorded.session_id, telemetry, None, agent_attributes(recorded.session) if recorded.session else None
+            recorded.session_id, telemetry, agent_attributes(recorded.session) if recorded.session else None
         )
-        tracker.claim(stream=True)
         last = 0
         for index, step in enumerate(recorded.steps):
             if step.kind == "send":
                 echoed = [e.get("id") for e in (step.response or {}).get("data", []) if isinstance(e, dict)]
                 if any(tracker.has_seen(i) for i in echoed if isinstance(i, str)):
                     continue  # its events were already read on a stream recorded before the send's own response
-                turn = tracker.begin_send(step.events, _next_time(recorded.steps[index + 1 :], last))
-                tracker.send_succeeded(turn, step.response)
+                send = tracker.begin_send(step.events, _next_time(recorded.steps[index + 1 :], last))
+                tracker.send_succeeded(send, step.response)
                 continue
             for event in step.events:
                 last = _time_ns(event, last)
                 tracker.on_event(event, last)
-        tracker.stream_finished(StreamEnd.ENDED, last)
-        tracker.check_orphan(last, 0)
+        tracker.end_all(StopReason.UNOBSERVED)  # a turn the recording leaves open ends at its last event
         turns += tracker.turn_count
     return turns
 
 
 def _time_ns(event: Any, fallback: int) -> int:
     stamp = event.get("processed_at") if isinstance(event, Mapping) else getattr(event, "processed_at", None)
-    if isinstance(stamp, str):
-        try:
-            stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        except ValueError:
-            return fallback
-    if isinstance(stamp, datetime):
-        return max(int(stamp.timestamp() * 1e9), fallback)
-    return fallback
+    at = timestamp_ns(stamp)
+    return fallback if at is None else max(at, fallback)
 
 
 def _next_time(steps: list[Step], fallback: int) -> int:

@@ -1,11 +1,12 @@
-"""Attribute, span and event names, grouped as SPEC §3 groups them.
+"""Every span, attribute, metric and event-attribute name cma-tracing writes, grouped as SPEC §3 to §5 group them,
+and the one table of stop reasons.
 
 Semantic-convention names where the GenAI conventions have one; `anthropic.*` for what only CMA has.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NamedTuple, Optional
 
 # Span names and operations.
 OP_INVOKE_AGENT: Final = "invoke_agent"
@@ -49,35 +50,19 @@ SESSION_USAGE_PREFIX: Final = "anthropic.session.usage."
 ERROR_TYPE: Final = "error.type"
 ERROR_TYPE_OTHER: Final = "_OTHER"
 
-# Span events on the turn.
+# Span events on the turn, and their attributes.
 EVENT_STREAM_ERROR: Final = "stream.error"
 EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_MESSAGE: Final = "exception.message"
-
-
-class StopReason:
-    """The local stop reasons; the API's own (`end_turn`, `refusal`, ...) are recorded as sent."""
-
-    END_TURN: Final = "end_turn"
-    REQUIRES_ACTION: Final = "requires_action"
-    RETRIES_EXHAUSTED: Final = "retries_exhausted"
-    TERMINATED: Final = "terminated"
-    DELETED: Final = "deleted"
-    SUPERSEDED: Final = "superseded"
-    ABANDONED: Final = "abandoned"
-    STREAM_ERROR: Final = "stream_error"
-    SEND_ERROR: Final = "send_error"
-    UNOBSERVED: Final = "unobserved"
-    SHUTDOWN: Final = "shutdown"
-
-
-# API stop reason -> gen_ai.response.finish_reasons value; anything unknown maps to "error".
-FINISH_REASONS: Final = {
-    "end_turn": "stop",
-    "refusal": "content_filter",
-    "budget_reached": "length",
-    "retries_exhausted": "error",
-}
+#: What a `session.error` span event carries.
+ERROR_EVENT_TYPE: Final = "type"
+ERROR_EVENT_MESSAGE: Final = "message"
+ERROR_EVENT_RETRY_STATUS: Final = "retry_status"
+#: Fields of a client reply (`user.tool_confirmation`, ...) copied onto its span event: which tool it answers, how.
+REPLY_EVENT_FIELDS: Final = ("tool_use_id", "custom_tool_use_id", "result", "session_thread_id")
+REPLY_EVENT_IS_ERROR: Final = "is_error"
+#: Fields of a thread message or a rescheduled session copied onto its span event.
+SPAN_EVENT_FIELDS: Final = ("id", "session_thread_id", "to_session_thread_id", "from_session_thread_id", "agent_name")
 
 # Child spans (SPEC §3.3).
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
@@ -93,3 +78,76 @@ SESSION_THREAD_ID: Final = "anthropic.session.thread_id"
 SPAN_INCOMPLETE: Final = "anthropic.span.incomplete"
 ERROR_TYPE_TOOL: Final = "tool_error"
 ERROR_TYPE_MODEL_REQUEST: Final = "model_request_error"
+
+# Content (SPEC §4).
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
+CONTENT_TRUNCATED: Final = "anthropic.content.truncated"
+CONTENT_EVENT_NAME: Final = "gen_ai.client.inference.operation.details"
+
+# Metrics (SPEC §5).
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
+METRIC_TOOL_DURATION: Final = "gen_ai.execute_tool.duration"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+TOKEN_TYPE_INPUT: Final = "input"
+TOKEN_TYPE_OUTPUT: Final = "output"
+
+
+class StopReason:
+    """The stop reasons the core acts on: the API's own, and the local ones it gives when the API says nothing."""
+
+    END_TURN: Final = "end_turn"
+    REQUIRES_ACTION: Final = "requires_action"
+    REFUSAL: Final = "refusal"
+    BUDGET_REACHED: Final = "budget_reached"
+    RETRIES_EXHAUSTED: Final = "retries_exhausted"
+    UNKNOWN: Final = "unknown"  # an idle whose stop reason cannot be read
+    TERMINATED: Final = "terminated"
+    DELETED: Final = "deleted"
+    SUPERSEDED: Final = "superseded"
+    ABANDONED: Final = "abandoned"
+    STREAM_ERROR: Final = "stream_error"
+    SEND_ERROR: Final = "send_error"
+    UNOBSERVED: Final = "unobserved"
+    SHUTDOWN: Final = "shutdown"
+
+
+class Status:
+    """What a stop reason makes of the turn span's status."""
+
+    UNSET: Final = 0
+    OK: Final = 1
+    ERROR: Final = 2
+    ERROR_AFTER_SESSION_ERROR: Final = 3  # ERROR if a `session.error` came first, else unset
+
+
+class Stop(NamedTuple):
+    """One row of the stop-reason table: the `gen_ai.response.finish_reasons` value (None for a local reason, which
+    records none) and the status."""
+
+    finish_reason: Optional[str]
+    status: int
+
+
+STOP_REASONS: Final[dict[str, Stop]] = {
+    # From the API.
+    StopReason.END_TURN: Stop("stop", Status.OK),
+    StopReason.REFUSAL: Stop("content_filter", Status.UNSET),
+    StopReason.BUDGET_REACHED: Stop("length", Status.UNSET),
+    StopReason.RETRIES_EXHAUSTED: Stop("error", Status.ERROR),
+    # Local.
+    StopReason.TERMINATED: Stop(None, Status.ERROR_AFTER_SESSION_ERROR),
+    StopReason.DELETED: Stop(None, Status.UNSET),
+    StopReason.SUPERSEDED: Stop(None, Status.UNSET),
+    StopReason.ABANDONED: Stop(None, Status.UNSET),
+    StopReason.STREAM_ERROR: Stop(None, Status.ERROR),
+    StopReason.SEND_ERROR: Stop(None, Status.ERROR),
+    StopReason.UNOBSERVED: Stop(None, Status.UNSET),
+    StopReason.SHUTDOWN: Stop(None, Status.UNSET),
+}
+#: An API stop reason this version does not know (`unknown` included): it ends the turn, and maps to "error".
+UNKNOWN_STOP: Final = Stop("error", Status.UNSET)

@@ -15,7 +15,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_
 from opentelemetry.util.types import AttributeValue
 
 from . import attributes as A
-from .content import CONTENT_TRUNCATED, GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT, tool_value
+from .content import tool_value
+from .event_table import TOOL_TYPES
 from .fields import get, get_str
 from .metrics import MetricAttributes, metric_attributes
 from .telemetry import Telemetry
@@ -25,33 +26,32 @@ MAX_OPEN_CHILDREN: Final = 256
 #: Tool names whose metric attributes are kept per agent; others get theirs made per call.
 MAX_TOOL_METRIC_SETS: Final = 64
 
-_TOOL_TYPES: Final = {
-    "agent.tool_use": A.TOOL_TYPE_EXTENSION,
-    "agent.mcp_tool_use": A.TOOL_TYPE_EXTENSION,
-    "agent.custom_tool_use": A.TOOL_TYPE_FUNCTION,
-}
-
 
 class _Child:
-    """An open child span, when it started, and (event modes only) the content to emit when it ends."""
+    """An open child span, when it started, the subagent thread it belongs to (None: the turn), and (event modes
+    only) the content to emit when it ends."""
 
-    __slots__ = ("span", "start_ns", "name", "content")
+    __slots__ = ("span", "start_ns", "name", "thread_id", "content")
 
-    def __init__(self, span: Span, start_ns: int, name: str = "") -> None:
+    def __init__(self, span: Span, start_ns: int, thread_id: Optional[str], name: str = "") -> None:
         self.span = span
         self.start_ns = start_ns
         self.name = name
+        self.thread_id = thread_id
         self.content: Optional[dict[str, Any]] = None
 
 
-class _Subagent:
-    __slots__ = ("span", "context", "start_ns", "end_ns")
+class Subagent:
+    """A subagent's span (or, after its turn, only its context) and its time range."""
+
+    __slots__ = ("span", "context", "start_ns", "end_ns", "shift_ns")
 
     def __init__(self, span: Span, start_ns: int) -> None:
         self.span = span
         self.context = set_span_in_context(span)
         self.start_ns = start_ns
         self.end_ns = 0  # set when it ends
+        self.shift_ns: Optional[int] = None  # how its fetched or late events are moved onto the client's clock
 
 
 class ChildTemplates:
@@ -96,21 +96,28 @@ class TurnChildren:
 
     __slots__ = ("_telemetry", "_turn_context", "_templates", "_requests", "_tools", "_threads", "_ended_threads")
 
-    def __init__(self, telemetry: Telemetry, turn_span: Span, templates: ChildTemplates) -> None:
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        turn_span: Span,
+        templates: ChildTemplates,
+        ended_threads: Optional[dict[str, Subagent]] = None,
+    ) -> None:
         self._telemetry = telemetry
         self._turn_context = set_span_in_context(turn_span)
         self._templates = templates
         self._requests: dict[str, _Child] = {}
         self._tools: dict[str, _Child] = {}
-        self._threads: dict[str, _Subagent] = {}
-        self._ended_threads: dict[str, _Subagent] = {}  # their late or fetched events still go under them
+        self._threads: dict[str, Subagent] = {}
+        # Their late or fetched events still go under them.
+        self._ended_threads: dict[str, Subagent] = ended_threads if ended_threads is not None else {}
 
     # -- model requests ------------------------------------------------------------------------------------------
 
     def request_started(self, event_id: Optional[str], thread_id: Optional[str], now_ns: int) -> None:
         if event_id is None or len(self._requests) >= MAX_OPEN_CHILDREN or event_id in self._requests:
             return
-        self._requests[event_id] = _Child(self._start_chat(thread_id, now_ns), now_ns)
+        self._requests[event_id] = _Child(self._start_chat(thread_id, now_ns), now_ns, thread_id)
 
     def request_ended(
         self,
@@ -126,7 +133,7 @@ class TurnChildren:
         child = self._requests.pop(start_id, None) if isinstance(start_id, str) else None
         if child is None:
             # Its start was before this process looked (a reconnect): the request still shows, with no duration.
-            child = _Child(self._start_chat(thread_id, now_ns), now_ns)
+            child = _Child(self._start_chat(thread_id, now_ns), now_ns, thread_id)
         span = child.span
         if usage is not None and span.is_recording():
             attrs: dict[str, AttributeValue] = {
@@ -177,7 +184,7 @@ class TurnChildren:
             A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
             A.GEN_AI_TOOL_NAME: name,
             A.GEN_AI_TOOL_CALL_ID: event_id,
-            A.GEN_AI_TOOL_TYPE: _TOOL_TYPES.get(event_type, A.TOOL_TYPE_EXTENSION),
+            A.GEN_AI_TOOL_TYPE: TOOL_TYPES.get(event_type, A.TOOL_TYPE_EXTENSION),
         }
         server = get_str(event, "mcp_server_name")
         if server:
@@ -187,6 +194,8 @@ class TurnChildren:
             attrs[A.TOOL_PERMISSION] = permission
         if thread_id is not None and self.knows_thread(thread_id):
             attrs[A.SESSION_THREAD_ID] = thread_id
+        else:
+            thread_id = None
         child = _Child(
             self._telemetry.tracer.start_span(
                 span_name,
@@ -196,17 +205,18 @@ class TurnChildren:
                 start_time=now_ns,
             ),
             now_ns,
+            thread_id,
             name,
         )
         self._tools[event_id] = child
-        self._record_content(child, GEN_AI_TOOL_CALL_ARGUMENTS, get(event, "input"))
+        self._record_content(child, A.GEN_AI_TOOL_CALL_ARGUMENTS, get(event, "input"))
 
     def tool_finished(self, use_id: Any, is_error: Any, now_ns: int, result: Any = None) -> None:
         child = self._tools.pop(use_id, None) if isinstance(use_id, str) else None
         if child is None:
             return
         if result is not None:
-            self._record_content(child, GEN_AI_TOOL_CALL_RESULT, result)
+            self._record_content(child, A.GEN_AI_TOOL_CALL_RESULT, result)
         self._end_tool(child, now_ns, A.ERROR_TYPE_TOOL if is_error is True else None)
 
     def tool_confirmed(self, use_id: Any, result: Any, now_ns: int) -> None:
@@ -247,13 +257,13 @@ class TurnChildren:
         if policy.on_spans:
             child.span.set_attribute(key, text)
             if truncated:
-                child.span.set_attribute(CONTENT_TRUNCATED, True)
+                child.span.set_attribute(A.CONTENT_TRUNCATED, True)
         if policy.on_events:
             if child.content is None:
                 child.content = {A.GEN_AI_TOOL_NAME: child.name}
             child.content[key] = text
             if truncated:
-                child.content[CONTENT_TRUNCATED] = True
+                child.content[A.CONTENT_TRUNCATED] = True
 
     # -- subagents -----------------------------------------------------------------------------------------------
 
@@ -269,12 +279,9 @@ class TurnChildren:
         """This turn's subagent threads, open and ended."""
         return [*self._threads, *self._ended_threads]
 
-    def thread_range(self, thread_id: str, now_ns: int) -> tuple[int, int]:
-        """When the thread's subagent span started and ended (`now_ns` if it is still open)."""
-        subagent = self._threads.get(thread_id) or self._ended_threads.get(thread_id)
-        if subagent is None:
-            return now_ns, now_ns
-        return subagent.start_ns, subagent.end_ns or now_ns
+    def subagent(self, thread_id: str) -> Optional[Subagent]:
+        """The thread's subagent, open or ended."""
+        return self._threads.get(thread_id) or self._ended_threads.get(thread_id)
 
     def thread_started(self, thread_id: str, agent_name: Optional[str], now_ns: int) -> None:
         if thread_id in self._threads or len(self._threads) >= MAX_OPEN_CHILDREN:
@@ -293,7 +300,7 @@ class TurnChildren:
             attributes=attrs,
             start_time=now_ns,
         )
-        self._threads[thread_id] = _Subagent(span, now_ns)
+        self._threads[thread_id] = Subagent(span, now_ns)
 
     def thread_named(self, thread_id: str, agent_name: Optional[str]) -> None:
         """A thread whose events came before its `session.thread_created` learns its agent's name."""
@@ -303,9 +310,12 @@ class TurnChildren:
             subagent.span.set_attribute(A.GEN_AI_AGENT_NAME, agent_name)
 
     def thread_ended(self, thread_id: str, stop_reason: Optional[str], now_ns: int) -> None:
+        """The subagent's span ends, and with it the children it still has open (marked incomplete): a subagent's
+        tool results are often only on the thread's own feed."""
         subagent = self._threads.pop(thread_id, None)
         if subagent is None:
             return
+        self._end_open(now_ns, thread_id)
         if stop_reason:
             subagent.span.set_attribute(A.TURN_STOP_REASON, stop_reason)
         subagent.span.end(end_time=now_ns)
@@ -315,21 +325,31 @@ class TurnChildren:
 
     # -- the end of the turn -------------------------------------------------------------------------------------
 
-    def end_all(self, now_ns: int) -> None:
-        """End every child still open, marked incomplete: tools and requests first, their subagents last."""
-        for child in self._requests.values():
-            child.span.set_attribute(A.SPAN_INCOMPLETE, True)
-            child.span.end(end_time=now_ns)
-        self._requests.clear()
-        tools = list(self._tools.values())
-        self._tools.clear()
-        for child in tools:
-            self._end_tool(child, now_ns, None, incomplete=True)
-        for subagent in self._threads.values():
+    def end_all(self, now_ns: int) -> dict[str, Subagent]:
+        """End every child still open, marked incomplete: tools and requests first, their subagents last. Returns
+        the turn's subagents, for the events of their threads that are read after the turn ended."""
+        self._end_open(now_ns, None, every=True)
+        for thread_id, subagent in self._threads.items():
             subagent.span.set_attribute(A.SPAN_INCOMPLETE, True)
             subagent.span.end(end_time=now_ns)
+            subagent.end_ns = now_ns
+            if len(self._ended_threads) < MAX_OPEN_CHILDREN:
+                self._ended_threads[thread_id] = subagent
         self._threads.clear()
-        self._ended_threads.clear()
+        return self._ended_threads
+
+    def end_open(self, now_ns: int) -> None:
+        """End the model requests and tools still open (of a turn's late feed, which no turn end closes)."""
+        self._end_open(now_ns, None, every=True)
+
+    def _end_open(self, now_ns: int, thread_id: Optional[str], every: bool = False) -> None:
+        for key in [k for k, c in self._requests.items() if every or c.thread_id == thread_id]:
+            child = self._requests.pop(key)
+            child.span.set_attribute(A.SPAN_INCOMPLETE, True)
+            child.span.end(end_time=max(now_ns, child.start_ns))
+        for key in [k for k, c in self._tools.items() if every or c.thread_id == thread_id]:
+            child = self._tools.pop(key)
+            self._end_tool(child, max(now_ns, child.start_ns), None, incomplete=True)
 
     def _parent(self, thread_id: Optional[str]) -> Context:
         if thread_id is not None:

@@ -10,33 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Final, Optional
 
+from . import attributes as A
 from .fields import get, get_str
 
 logger = logging.getLogger("cma_tracing")
 
-ENV_CAPTURE: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-ENV_MAX_BYTES: Final = "CMA_TRACING_MAX_CONTENT_BYTES"
 DEFAULT_MAX_BYTES: Final = 65536
-
-GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
-GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
-GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
-GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
-CONTENT_TRUNCATED: Final = "anthropic.content.truncated"
-EVENT_NAME: Final = "gen_ai.client.inference.operation.details"
-
-_MODES: Final = {
-    "no_content": (False, False),
-    "false": (False, False),
-    "span_only": (True, False),
-    "true": (True, False),
-    "event_only": (False, True),
-    "span_and_event": (True, True),
-}
 
 
 @dataclass(frozen=True)
@@ -59,7 +41,7 @@ class ContentPolicy:
         try:
             scrubbed = self.redact(value)
         except Exception:
-            logger.debug("cma_tracing: redact raised; the value is dropped", exc_info=True)
+            logger.debug("redact raised; the value is dropped", exc_info=True)
             return _DROPPED
         return _DROPPED if scrubbed is None else scrubbed
 
@@ -73,54 +55,6 @@ _DROPPED: Final = object()
 #: What each kept part costs the budget beyond its text, so many empty parts are bounded too.
 _PART_COST: Final = 16
 OFF: Final = ContentPolicy(False, False)
-
-
-def content_policy(
-    capture: Any = None, max_bytes: Any = None, redact: Optional[Callable[[Any], Any]] = None
-) -> ContentPolicy:
-    """The policy from `instrument()`'s arguments, else the environment. Invalid values warn and mean the default."""
-    if capture is None:
-        capture = os.environ.get(ENV_CAPTURE)
-    on_spans, on_events = _mode(capture)
-    if max_bytes is None:
-        max_bytes = os.environ.get(ENV_MAX_BYTES)
-    return ContentPolicy(on_spans, on_events, _max_bytes(max_bytes), redact)
-
-
-def _mode(capture: Any) -> tuple[bool, bool]:
-    if capture is None:
-        return False, False
-    if isinstance(capture, bool):
-        return capture, False
-    if isinstance(capture, str) and capture.strip().lower() in _MODES:
-        return _MODES[capture.strip().lower()]
-    _warn_once(
-        f"cma_tracing: content capture {capture!r} is not one of NO_CONTENT, SPAN_ONLY, EVENT_ONLY, "
-        "SPAN_AND_EVENT, true, false; content stays off"
-    )
-    return False, False
-
-
-def _max_bytes(value: Any) -> int:
-    if value is None:
-        return DEFAULT_MAX_BYTES
-    try:
-        number = int(value) if not isinstance(value, bool) else -1
-    except (TypeError, ValueError):
-        number = -1
-    if number >= 1:
-        return number
-    _warn_once(f"cma_tracing: max_content_bytes {value!r} is not a positive integer; using {DEFAULT_MAX_BYTES}")
-    return DEFAULT_MAX_BYTES
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned and len(_warned) < 64:
-        _warned.add(message)
-        logger.warning(message)
 
 
 def cut(text: str, max_bytes: int) -> tuple[str, bool]:
@@ -214,16 +148,16 @@ class TurnContent:
         attrs: dict[str, Any] = {}
         truncated = self.truncated
         if self.input:
-            attrs[GEN_AI_INPUT_MESSAGES], cut_in = self.policy.encode([{"role": "user", "parts": self.input}])
+            attrs[A.GEN_AI_INPUT_MESSAGES], cut_in = self.policy.encode([{"role": "user", "parts": self.input}])
             truncated = truncated or cut_in
         if self.output:
             message: dict[str, Any] = {"role": "assistant", "parts": self.output}
             if finish_reason:
                 message["finish_reason"] = finish_reason
-            attrs[GEN_AI_OUTPUT_MESSAGES], cut_out = self.policy.encode([message])
+            attrs[A.GEN_AI_OUTPUT_MESSAGES], cut_out = self.policy.encode([message])
             truncated = truncated or cut_out
         if truncated:
-            attrs[CONTENT_TRUNCATED] = True
+            attrs[A.CONTENT_TRUNCATED] = True
         return attrs
 
 

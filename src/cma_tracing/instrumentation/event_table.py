@@ -1,86 +1,143 @@
-"""What each CMA event type means for a turn: the one table the tracker dispatches on.
+"""What each CMA event type means for a turn: the names of the types, and the one table the tracker dispatches on.
 
-A new event type in the beta is one row here. Types absent from the table are counted as unknown and otherwise
-ignored; they never raise and never end a turn.
+A new event type in the beta is a constant and one row here. Types absent from the table are counted as unknown and
+otherwise ignored; they never raise and never end a turn. No other module writes an event type as a string.
 """
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Optional
+
+from . import attributes as A
+
+# The client's own events, echoed back on the stream.
+USER_MESSAGE: Final = "user.message"
+USER_INTERRUPT: Final = "user.interrupt"
+USER_TOOL_CONFIRMATION: Final = "user.tool_confirmation"
+USER_CUSTOM_TOOL_RESULT: Final = "user.custom_tool_result"
+USER_TOOL_RESULT: Final = "user.tool_result"
+USER_DEFINE_OUTCOME: Final = "user.define_outcome"
+SYSTEM_MESSAGE: Final = "system.message"
+# What the agent does.
+AGENT_MESSAGE: Final = "agent.message"
+AGENT_THINKING: Final = "agent.thinking"
+AGENT_TOOL_USE: Final = "agent.tool_use"
+AGENT_MCP_TOOL_USE: Final = "agent.mcp_tool_use"
+AGENT_CUSTOM_TOOL_USE: Final = "agent.custom_tool_use"
+AGENT_TOOL_RESULT: Final = "agent.tool_result"
+AGENT_MCP_TOOL_RESULT: Final = "agent.mcp_tool_result"
+AGENT_THREAD_MESSAGE_SENT: Final = "agent.thread_message_sent"
+AGENT_THREAD_MESSAGE_RECEIVED: Final = "agent.thread_message_received"
+AGENT_THREAD_CONTEXT_COMPACTED: Final = "agent.thread_context_compacted"
+# Model requests and evaluations.
+MODEL_REQUEST_START: Final = "span.model_request_start"
+MODEL_REQUEST_END: Final = "span.model_request_end"
+OUTCOME_EVALUATION_START: Final = "span.outcome_evaluation_start"
+OUTCOME_EVALUATION_ONGOING: Final = "span.outcome_evaluation_ongoing"
+OUTCOME_EVALUATION_END: Final = "span.outcome_evaluation_end"
+# Session status.
+SESSION_STATUS_RUNNING: Final = "session.status_running"
+SESSION_STATUS_IDLE: Final = "session.status_idle"
+SESSION_STATUS_RESCHEDULED: Final = "session.status_rescheduled"
+SESSION_STATUS_TERMINATED: Final = "session.status_terminated"
+SESSION_DELETED: Final = "session.deleted"
+SESSION_ERROR: Final = "session.error"
+SESSION_USAGE: Final = "session.usage"
+SESSION_UPDATED: Final = "session.updated"
+# Threads (subagents); the primary thread reports these too.
+THREAD_CREATED: Final = "session.thread_created"
+THREAD_STATUS_RUNNING: Final = "session.thread_status_running"
+THREAD_STATUS_IDLE: Final = "session.thread_status_idle"
+THREAD_STATUS_RESCHEDULED: Final = "session.thread_status_rescheduled"
+THREAD_STATUS_TERMINATED: Final = "session.thread_status_terminated"
+# Workflow runs.
+WORKFLOW_RUN_CREATED: Final = "workflow_run.created"
+WORKFLOW_RUN_STATUS_RUNNING: Final = "workflow_run.status_running"
+WORKFLOW_RUN_STATUS_IDLE: Final = "workflow_run.status_idle"
+WORKFLOW_RUN_STATUS_ENDED: Final = "workflow_run.status_ended"
+WORKFLOW_RUN_ERROR: Final = "workflow_run.error"
+WORKFLOW_RUN_PHASE_STARTED: Final = "workflow_run.phase_started"
+WORKFLOW_RUN_PHASE_ENDED: Final = "workflow_run.phase_ended"
+# Previews (only with `event_deltas`).
+EVENT_START: Final = "event_start"
+EVENT_DELTA: Final = "event_delta"
 
 
 class Role(NamedTuple):
     """How the tracker treats one event type.
 
-    `handler` names a `SessionTracker` method (None: the event is only counted). `output` marks agent output: it
-    sets time to first chunk and ends a `requires_action` wait. `span_event` records the event on the turn span.
-    `session_level` events speak for the whole session (they open, end or describe the turn); on a subagent
-    thread's own feed they are only counted. A `lifecycle` handler opens, ends or holds the turn open: it runs even
-    for a turn nobody records (a sampled-out or no-op span, no meter, no content capture), where the other handlers,
-    which only feed attributes, metrics, content and child spans, do not.
+    `handler` names a lifecycle method of `SessionTracker` (when `lifecycle`) or a function of `handlers` (None: the
+    event is only counted). `opens`: the event may open or supersede a turn. `output` marks agent output: it sets
+    time to first chunk and ends a `requires_action` wait. `span_event` records the event on the turn span.
+    `session_level` events speak for the whole session (they open, end or describe the turn); on a subagent thread's
+    own feed they are only counted. A `lifecycle` handler opens, ends or holds the turn open: it runs even for a turn
+    nobody records (a sampled-out or no-op span, no meter, no content capture), where the other handlers, which only
+    feed attributes, metrics, content and child spans, do not. `tool_type` is a tool use's `gen_ai.tool.type`.
     """
 
-    handler: str | None = None
+    handler: Optional[str] = None
     output: bool = False
     span_event: bool = False
     session_level: bool = False
     lifecycle: bool = False
+    opens: bool = False
+    tool_type: Optional[str] = None
 
 
 _NONE: Final = Role()
+_REPLY: Final = Role("on_user_reply")
 
 EVENT_ROLES: Final[dict[str, Role]] = {
-    # The client's own events, echoed back on the stream.
-    "user.message": Role("_on_user_message", session_level=True, lifecycle=True),
-    "user.interrupt": Role("_on_user_reply"),
-    "user.tool_confirmation": Role("_on_user_reply"),
-    "user.custom_tool_result": Role("_on_user_reply"),
-    "user.tool_result": _NONE,
-    "user.define_outcome": _NONE,
-    # What the agent does.
-    "agent.message": Role("_on_agent_message", output=True),
-    "agent.thinking": Role(output=True),
-    "agent.tool_use": Role("_on_tool_use", output=True),
-    "agent.mcp_tool_use": Role("_on_tool_use", output=True),
-    "agent.custom_tool_use": Role("_on_tool_use", output=True),
-    "agent.tool_result": Role("_on_tool_result"),
-    "agent.mcp_tool_result": Role("_on_tool_result"),
-    "agent.thread_message_sent": Role(span_event=True),
-    "agent.thread_message_received": Role(span_event=True),
-    "agent.thread_context_compacted": _NONE,
-    # Model requests.
-    "span.model_request_start": Role("_on_model_request_start"),
-    "span.model_request_end": Role("_on_model_request_end"),
-    "span.outcome_evaluation_start": _NONE,
-    "span.outcome_evaluation_ongoing": _NONE,
-    "span.outcome_evaluation_end": _NONE,
-    # Session status.
-    "session.status_running": Role("_on_running", session_level=True, lifecycle=True),
-    "session.status_idle": Role("_on_idle", session_level=True, lifecycle=True),
-    "session.status_rescheduled": Role(span_event=True, session_level=True),
-    "session.status_terminated": Role("_on_terminated", session_level=True, lifecycle=True),
-    "session.deleted": Role("_on_deleted", session_level=True, lifecycle=True),
-    "session.error": Role("_on_session_error", session_level=True),
-    "session.usage": Role("_on_usage", session_level=True),
-    "session.updated": _NONE,
-    "system.message": _NONE,
-    # Threads (subagents); the primary thread reports these too.
-    "session.thread_created": Role("_on_thread_created"),
-    "session.thread_status_running": Role("_on_thread_status"),
-    "session.thread_status_idle": Role("_on_thread_status"),
-    "session.thread_status_rescheduled": Role("_on_thread_status"),
-    "session.thread_status_terminated": Role("_on_thread_status"),
-    # Workflow runs.
-    "workflow_run.created": _NONE,
-    "workflow_run.status_running": _NONE,
-    "workflow_run.status_idle": _NONE,
-    "workflow_run.status_ended": _NONE,
-    "workflow_run.error": _NONE,
-    "workflow_run.phase_started": _NONE,
-    "workflow_run.phase_ended": _NONE,
-    # Previews (only with `event_deltas`): no id of their own, so they are never counted or deduplicated.
-    "event_start": Role(output=True),
-    "event_delta": Role(output=True),
+    USER_MESSAGE: Role("on_user_message", session_level=True, lifecycle=True, opens=True),
+    USER_INTERRUPT: _REPLY,
+    USER_TOOL_CONFIRMATION: _REPLY,
+    USER_CUSTOM_TOOL_RESULT: _REPLY,
+    USER_TOOL_RESULT: _NONE,
+    USER_DEFINE_OUTCOME: _NONE,
+    SYSTEM_MESSAGE: _NONE,
+    AGENT_MESSAGE: Role("on_agent_message", output=True),
+    AGENT_THINKING: Role(output=True),
+    AGENT_TOOL_USE: Role("on_tool_use", output=True, tool_type=A.TOOL_TYPE_EXTENSION),
+    AGENT_MCP_TOOL_USE: Role("on_tool_use", output=True, tool_type=A.TOOL_TYPE_EXTENSION),
+    AGENT_CUSTOM_TOOL_USE: Role("on_tool_use", output=True, tool_type=A.TOOL_TYPE_FUNCTION),
+    AGENT_TOOL_RESULT: Role("on_tool_result"),
+    AGENT_MCP_TOOL_RESULT: Role("on_tool_result"),
+    AGENT_THREAD_MESSAGE_SENT: Role(span_event=True),
+    AGENT_THREAD_MESSAGE_RECEIVED: Role(span_event=True),
+    AGENT_THREAD_CONTEXT_COMPACTED: _NONE,
+    MODEL_REQUEST_START: Role("on_model_request_start"),
+    MODEL_REQUEST_END: Role("on_model_request_end"),
+    OUTCOME_EVALUATION_START: _NONE,
+    OUTCOME_EVALUATION_ONGOING: _NONE,
+    OUTCOME_EVALUATION_END: _NONE,
+    SESSION_STATUS_RUNNING: Role("on_running", session_level=True, lifecycle=True),
+    SESSION_STATUS_IDLE: Role("on_idle", session_level=True, lifecycle=True),
+    SESSION_STATUS_RESCHEDULED: Role(span_event=True, session_level=True),
+    SESSION_STATUS_TERMINATED: Role("on_terminated", session_level=True, lifecycle=True),
+    SESSION_DELETED: Role("on_deleted", session_level=True, lifecycle=True),
+    SESSION_ERROR: Role("on_session_error", session_level=True),
+    SESSION_USAGE: Role("on_usage", session_level=True),
+    SESSION_UPDATED: _NONE,
+    THREAD_CREATED: Role("on_thread_created"),
+    THREAD_STATUS_RUNNING: Role("on_thread_status"),
+    THREAD_STATUS_IDLE: Role("on_thread_status"),
+    THREAD_STATUS_RESCHEDULED: Role("on_thread_status"),
+    THREAD_STATUS_TERMINATED: Role("on_thread_status"),
+    WORKFLOW_RUN_CREATED: _NONE,
+    WORKFLOW_RUN_STATUS_RUNNING: _NONE,
+    WORKFLOW_RUN_STATUS_IDLE: _NONE,
+    WORKFLOW_RUN_STATUS_ENDED: _NONE,
+    WORKFLOW_RUN_ERROR: _NONE,
+    WORKFLOW_RUN_PHASE_STARTED: _NONE,
+    WORKFLOW_RUN_PHASE_ENDED: _NONE,
+    # Previews have no id of their own, so they are never counted or deduplicated.
+    EVENT_START: Role(output=True),
+    EVENT_DELTA: Role(output=True),
 }
 
-USER_MESSAGE: Final = "user.message"
+#: The client replies that join the open turn when sent.
+REPLY_TYPES: Final = frozenset(t for t, role in EVENT_ROLES.items() if role.handler == _REPLY.handler)
+#: The types that open a turn when sent or seen.
+OPENING_TYPES: Final = frozenset(t for t, role in EVENT_ROLES.items() if role.opens)
+#: A tool use's `gen_ai.tool.type`, per tool-use type.
+TOOL_TYPES: Final = {t: role.tool_type for t, role in EVENT_ROLES.items() if role.tool_type is not None}

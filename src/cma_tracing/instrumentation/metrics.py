@@ -14,8 +14,6 @@ DURATION_BUCKETS: Final = [0.01 * 2**i for i in range(14)]
 #: 1 … 67,108,864 tokens, ×4.
 TOKEN_BUCKETS: Final = [4**i for i in range(14)]
 
-GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
-
 
 class Metrics:
     """Records turn, model request and tool measurements. Every method is called with telemetry errors caught."""
@@ -23,25 +21,25 @@ class Metrics:
     def __init__(self, meter: Meter) -> None:
         self._meter = meter
         self.operation_duration: Histogram = meter.create_histogram(
-            "gen_ai.client.operation.duration",
+            A.METRIC_OPERATION_DURATION,
             unit="s",
             description="Duration of GenAI operations: agent turns and model requests",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
         self.token_usage: Histogram = meter.create_histogram(
-            "gen_ai.client.token.usage",
+            A.METRIC_TOKEN_USAGE,
             unit="{token}",
             description="Tokens used per model request",
             explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
         )
         self.time_to_first_chunk: Histogram = meter.create_histogram(
-            "gen_ai.client.operation.time_to_first_chunk",
+            A.METRIC_TIME_TO_FIRST_CHUNK,
             unit="s",
             description="Time from a turn's start to the agent's first output",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
         self.tool_duration: Histogram = meter.create_histogram(
-            "gen_ai.execute_tool.duration",
+            A.METRIC_TOOL_DURATION,
             unit="s",
             description="Duration of tool calls",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
@@ -86,8 +84,8 @@ class MetricAttributes:
 
     def __init__(self, operation: Mapping[str, AttributeValue]) -> None:
         self.operation = dict(operation)
-        self.input = {**operation, GEN_AI_TOKEN_TYPE: "input"}
-        self.output = {**operation, GEN_AI_TOKEN_TYPE: "output"}
+        self.input = {**operation, A.GEN_AI_TOKEN_TYPE: A.TOKEN_TYPE_INPUT}
+        self.output = {**operation, A.GEN_AI_TOKEN_TYPE: A.TOKEN_TYPE_OUTPUT}
 
 
 def metric_attributes(operation: str, start: Mapping[str, Any], **extra: AttributeValue) -> dict[str, AttributeValue]:

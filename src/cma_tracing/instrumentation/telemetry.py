@@ -7,7 +7,8 @@ from typing import Any, Mapping, Optional
 
 from opentelemetry.trace import Span, Tracer, set_span_in_context
 
-from .content import EVENT_NAME, OFF, ContentPolicy
+from . import attributes as A
+from .content import OFF, ContentPolicy
 from .metrics import Metrics
 from .safety import log_swallowed
 
@@ -27,7 +28,7 @@ class Telemetry:
             return
         try:
             self.logger.emit(
-                event_name=EVENT_NAME,
+                event_name=A.CONTENT_EVENT_NAME,
                 attributes=dict(attributes),
                 timestamp=time_ns,
                 context=set_span_in_context(span),

@@ -17,17 +17,18 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled, supp
 from opentelemetry.util.types import AttributeValue
 
 from ..instrumentation.agents import client_attributes
+from ..instrumentation.event_table import SESSION_STATUS_IDLE
 from ..instrumentation.fields import as_list, get
+from ..instrumentation.registry import SessionRegistry
 from ..instrumentation.safety import log_swallowed, never_raises
-from ..instrumentation.sessions import SessionRegistry
-from ..instrumentation.turns import SessionTracker, Turn
+from ..instrumentation.protocol import Send
+from ..instrumentation.session import SessionTracker
 from .errors import error_type
 from .streams import AsyncFetch, Fetch, TracedAsyncStream, TracedStream
 
 EVENTS_MODULE: Final = "anthropic.resources.beta.sessions.events"
 PAGINATION_MODULE: Final = "anthropic.pagination"
 DEFAULT_BETA: Final = "managed-agents-2026-04-01"
-IDLE: Final = "session.status_idle"
 #: `fetch_subthreads`: the timeout of each list call, and the pages read per thread at most.
 FETCH_TIMEOUT_S: Final = 10.0
 MAX_FETCH_PAGES: Final = 20
@@ -38,12 +39,11 @@ _LIST_PATH: Final = re.compile(r"/v1/sessions/([^/?#]+)/(?:threads/([^/?#]+)/)?e
 class _SendCall:
     """What a wrapped send needs to finish its bookkeeping."""
 
-    __slots__ = ("tracker", "turn", "opened", "token")
+    __slots__ = ("tracker", "send", "token")
 
-    def __init__(self, tracker: SessionTracker, turn: Optional[Turn], opened: bool, token: Any) -> None:
+    def __init__(self, tracker: SessionTracker, send: Optional[Send], token: Any) -> None:
         self.tracker = tracker
-        self.turn = turn
-        self.opened = opened
+        self.send = send
         self.token = token
 
 
@@ -107,11 +107,9 @@ class SessionEventsPatcher:
             return None
         tracker = self._registry.acquire(session_id)
         tracker.update_start_attributes(_client_attributes(instance, kwargs))
-        previous = tracker.turn
-        turn = tracker.begin_send(kwargs.get("events"), time.time_ns())
-        opened = turn is not None and turn is not previous
-        token = otel_context.attach(trace.set_span_in_context(turn.span)) if turn is not None else None
-        return _SendCall(tracker, turn, opened, token)
+        send = tracker.begin_send(kwargs.get("events"), time.time_ns())
+        token = otel_context.attach(trace.set_span_in_context(send.turn.span)) if send is not None else None
+        return _SendCall(tracker, send, token)
 
     @never_raises
     def _end_send(self, call: Optional[_SendCall], response: Any, error: Optional[BaseException]) -> None:
@@ -120,10 +118,10 @@ class SessionEventsPatcher:
         if call.token is not None:
             otel_context.detach(call.token)
         if error is None:
-            call.tracker.send_succeeded(call.turn, response)
+            call.tracker.send_succeeded(call.send, response)
         elif isinstance(error, Exception):
-            call.tracker.send_failed(call.turn, call.opened, error, error_type(error))
-        call.tracker.release()
+            call.tracker.send_failed(call.send, error, error_type(error))
+        self._registry.release(call.tracker)
 
     # -- stream --------------------------------------------------------------------------------------------------
 
@@ -135,7 +133,7 @@ class SessionEventsPatcher:
         if tracker is None:
             return stream
         fetch = _fetcher(instance, tracker) if self._registry.telemetry.fetch_subthreads else None
-        return TracedStream(stream, tracker.on_event, tracker.stream_finished, fetch)
+        return TracedStream(stream, tracker.on_event, self._registry.stream_finished(tracker), fetch)
 
     async def _async_stream(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         stream = await wrapped(*args, **kwargs)
@@ -145,7 +143,7 @@ class SessionEventsPatcher:
         if tracker is None:
             return stream
         fetch = _async_fetcher(instance, tracker) if self._registry.telemetry.fetch_subthreads else None
-        return TracedAsyncStream(stream, tracker.on_event, tracker.stream_finished, fetch)
+        return TracedAsyncStream(stream, tracker.on_event, self._registry.stream_finished(tracker), fetch)
 
     @never_raises
     def _open_stream(self, instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Optional[SessionTracker]:
@@ -177,7 +175,7 @@ class SessionEventsPatcher:
         try:
             tracker.on_listed(data, time.time_ns(), match.group(2))
         finally:
-            tracker.release()
+            self._registry.release(tracker)
 
 
 def _fetcher(resource: Any, tracker: SessionTracker) -> Optional[Fetch]:
@@ -188,7 +186,7 @@ def _fetcher(resource: Any, tracker: SessionTracker) -> Optional[Fetch]:
         return None
 
     def fetch(event: Any, now_ns: int) -> None:
-        if get(event, "type") != IDLE:
+        if get(event, "type") != SESSION_STATUS_IDLE:
             return
         try:
             for thread_id in tracker.threads_to_fetch(event) or ():
@@ -211,7 +209,7 @@ def _async_fetcher(resource: Any, tracker: SessionTracker) -> Optional[AsyncFetc
         return None
 
     async def fetch(event: Any, now_ns: int) -> None:
-        if get(event, "type") != IDLE:
+        if get(event, "type") != SESSION_STATUS_IDLE:
             return
         try:
             for thread_id in tracker.threads_to_fetch(event) or ():

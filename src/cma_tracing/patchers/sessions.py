@@ -12,8 +12,8 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from ..instrumentation.agents import agent_attributes
 from ..instrumentation.fields import get_str
+from ..instrumentation.registry import SessionRegistry
 from ..instrumentation.safety import never_raises
-from ..instrumentation.sessions import SessionRegistry
 
 SESSIONS_MODULE: Final = "anthropic.resources.beta.sessions.sessions"
 _METHODS: Final = ("create", "retrieve")

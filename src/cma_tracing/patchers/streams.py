@@ -15,7 +15,7 @@ import wrapt
 from anthropic import APIStatusError
 
 from ..instrumentation.safety import log_swallowed
-from ..instrumentation.turns import StreamEnd
+from ..instrumentation.protocol import StreamEnd
 from .errors import error_type
 
 _time_ns = time.time_ns
@@ -55,14 +55,19 @@ class _StreamWatch:
 
     def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
         """Around a proxy's event loop: how the loop ended says how the stream did. The exception, if any, goes on."""
-        if kind is None:
+        self.stopped(error if kind is not None else None)
+
+    def stopped(self, error: Optional[BaseException]) -> None:
+        """The one place that says how reading a stream stopped, for the generators and `__next__` / `__anext__`
+        alike: `error` is what ended the read (None: the body ended)."""
+        if error is None or isinstance(error, (StopIteration, StopAsyncIteration)):
             self.finish(StreamEnd.ENDED)
-        elif issubclass(kind, GeneratorExit):
+        elif isinstance(error, GeneratorExit):
             # The loop that held the generator went away (a `break`): the stream itself may still be read on, so
             # only `close()`, `with` exit or the proxy's collection say the consumer stopped.
             pass
-        elif issubclass(kind, Exception):
-            self.finish(StreamEnd.TRANSPORT, error)
+        elif isinstance(error, Exception):
+            self.finish(StreamEnd.TRANSPORT, error)  # an SSE `error` frame is told apart by `finish`
         else:
             self.finish(StreamEnd.CLOSED)  # KeyboardInterrupt, task cancellation
 
@@ -96,14 +101,8 @@ class TracedStream(wrapt.ObjectProxy[Any]):
     def __next__(self) -> Any:
         try:
             event = self.__wrapped__.__next__()
-        except StopIteration:
-            self._self_watch.finish(StreamEnd.ENDED)
-            raise
-        except Exception as error:
-            self._self_watch.finish(StreamEnd.TRANSPORT, error)
-            raise
-        except BaseException:
-            self._self_watch.finish(StreamEnd.CLOSED)
+        except BaseException as error:
+            self._self_watch.stopped(error)
             raise
         now = _time_ns()
         if self._self_fetch is not None:
@@ -157,14 +156,8 @@ class TracedAsyncStream(wrapt.ObjectProxy[Any]):
     async def __anext__(self) -> Any:
         try:
             event = await self.__wrapped__.__anext__()
-        except StopAsyncIteration:
-            self._self_watch.finish(StreamEnd.ENDED)
-            raise
-        except Exception as error:
-            self._self_watch.finish(StreamEnd.TRANSPORT, error)
-            raise
-        except BaseException:
-            self._self_watch.finish(StreamEnd.CLOSED)
+        except BaseException as error:
+            self._self_watch.stopped(error)
             raise
         now = _time_ns()
         if self._self_fetch is not None:

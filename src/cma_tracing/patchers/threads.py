@@ -14,8 +14,9 @@ import wrapt
 from anthropic import AsyncStream, Stream
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
+from ..instrumentation.registry import SessionRegistry
 from ..instrumentation.safety import never_raises
-from ..instrumentation.sessions import SessionRegistry
+from ..instrumentation.protocol import Origin
 from .streams import OnEvent, OnFinish, TracedAsyncStream, TracedStream
 
 THREAD_EVENTS_MODULE: Final = "anthropic.resources.beta.sessions.threads.events"
@@ -57,9 +58,10 @@ class SessionThreadEventsPatcher:
         session_id = kwargs.get("session_id")
         if not (isinstance(thread_id, str) and thread_id and isinstance(session_id, str) and session_id):
             return None
-        tracker = self._registry.acquire(session_id)
+        registry = self._registry
+        tracker = registry.acquire(session_id)
 
         def finished(how: str, now_ns: int, error: Optional[BaseException], error_type: str) -> None:
-            tracker.release()
+            registry.release(tracker)
 
-        return functools.partial(tracker.on_thread_event, thread_id), finished
+        return functools.partial(tracker.on_event, origin=Origin.thread(thread_id)), finished

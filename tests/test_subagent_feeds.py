@@ -1,11 +1,12 @@
-"""SPEC §3.3, `fetch_subthreads=True`: when a coordinator turn goes idle, each subagent thread's own events are
-listed with the app's client and added under that subagent's span before the turn span ends. Off by default: no
-API call of ours then."""
+"""SPEC §3.3, subagent work that only a thread's own feed carries: fetched with `fetch_subthreads=True` when a
+coordinator turn goes idle (each subagent thread's events listed with the app's client and added under its span
+before the turn span ends; off by default, no API call of ours then), or listed by the app after the turn ended;
+and a subagent's children ending with it."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Optional
 
 import anthropic
 import httpx2
@@ -26,12 +27,26 @@ def _at(event: dict[str, Any], seconds_after: float) -> dict[str, Any]:
     return {**event, "processed_at": (T0 + timedelta(seconds=seconds_after)).isoformat().replace("+00:00", "Z")}
 
 
-def _queue(server: FakeCMAServer, session_id: str) -> None:
+def _queue(
+    server: FakeCMAServer,
+    session_id: str,
+    echo_delay: Optional[float] = None,
+    queued: bool = True,
+    one_page: bool = False,
+) -> None:
     """A coordinator turn with one subagent (0.1 s → 0.8 s after the user.message), whose model request (0.2 s →
-    0.5 s) only its own feed carries; the feed also has an older turn's request, before the user.message."""
+    0.5 s) only its own feed carries; the feed also has an older turn's request, before the user.message.
+
+    With `echo_delay`, the processed user.message comes that many seconds after the send, and (when `queued`, as a
+    stream-first app reads it) after its queued echo (`processed_at: null`, same id) at once. With `one_page`, the
+    thread's feed is listed as one page rather than two."""
+    echo = [Event(_at(ev.user_message("sevt_u"), 0))]
+    if echo_delay is not None:
+        echo = [Event({**echo[0].data, "processed_at": None})] if queued else []
+        echo.append(Event(_at(ev.user_message("sevt_u"), 0), echo_delay))
     stream = [
         Event(_at(ev.running(), 0)),
-        Event(_at(ev.user_message("sevt_u"), 0)),
+        *echo,
         Event(_at(ev.event("session.thread_created", session_thread_id=RESEARCHER, agent_name="researcher"), 0.1), 0.1),
         Event(
             _at(ev.event("session.thread_status_running", session_thread_id=RESEARCHER, agent_name="researcher"), 0.1)
@@ -64,8 +79,11 @@ def _queue(server: FakeCMAServer, session_id: str) -> None:
     ]
     server.queue_send(session_id, ["sevt_u"])
     server.queue_stream(session_id, stream)
-    server.queue_list_page(session_id, feed[:3], next_page="page_2", thread_id=RESEARCHER)
-    server.queue_list_page(session_id, feed[3:], thread_id=RESEARCHER)
+    if one_page:
+        server.queue_list_page(session_id, feed, thread_id=RESEARCHER)
+    else:
+        server.queue_list_page(session_id, feed[:3], next_page="page_2", thread_id=RESEARCHER)
+        server.queue_list_page(session_id, feed[3:], thread_id=RESEARCHER)
 
 
 def _thread_lists(server: FakeCMAServer) -> list[str]:
@@ -161,3 +179,79 @@ def test_a_failing_fetch_still_ends_the_turn_and_the_app_sees_every_event(
     assert attrs(turn)["anthropic.turn.stop_reason"] == "end_turn"
     (research,) = [s for s in spans.children(turn) if s.name == "invoke_agent researcher"]
     assert spans.children(research) == []
+
+
+def test_a_stream_first_app_gets_subagent_feeds_fetched_from_the_processed_echo(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    """The queued echo has no stamp and the processed one is a duplicate id: the processed echo must still anchor
+    the turn, or nothing can be fetched and the subagent's tokens are missing."""
+    instrument(fetch_subthreads=True)
+    _queue(server, "sesn_echoes", echo_delay=0.0)
+    run_turn(loop_client, "sesn_echoes")
+    assert len(_thread_lists(server)) == 2
+    _assert_fetched(spans)
+
+
+@pytest.mark.parametrize("queued", [False, True])
+def test_fetched_events_keep_their_durations_when_processing_starts_late(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans, queued: bool
+) -> None:
+    """The server processes the user.message 0.6 s after the send: the thread's events are placed from the moment
+    that processed echo was seen, not from the send, so they are not pushed early and squashed to nothing at the
+    subagent's start. Durations come from the server's stamps (exact, whatever the machine's load)."""
+    instrument(fetch_subthreads=True)
+    _queue(server, "sesn_late_echo", echo_delay=0.6, queued=queued)
+    run_turn(loop_client, "sesn_late_echo")
+    turn = spans.turn()
+    (research,) = [s for s in spans.children(turn) if s.name == "invoke_agent researcher"]
+    (chat,) = spans.children(research)
+    assert seconds(chat) == pytest.approx(0.3, abs=0.002)
+    assert_nested(spans)
+
+
+def test_a_subagents_open_tools_end_with_it_marked_incomplete(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    """A subagent's tool call cross-posted to the session's stream has its result only on the thread's own feed,
+    which this app does not read: the tool span ends with its subagent, inside it, marked incomplete."""
+    use = ev.tool_use("web_search", session_thread_id=RESEARCHER)
+    stream = [
+        ev.running(),
+        ev.user_message("sevt_u6"),
+        ev.event("session.thread_created", session_thread_id=RESEARCHER, agent_name="researcher"),
+        use,
+        ev.event("session.thread_status_idle", session_thread_id=RESEARCHER, stop_reason={"type": "end_turn"}),
+        ev.agent_message("done"),
+        ev.idle(),
+    ]
+    server.queue_send("sesn_sub_tools", ["sevt_u6"])
+    server.queue_stream("sesn_sub_tools", [Event(e, 0.05) for e in stream])
+    run_turn(loop_client, "sesn_sub_tools")
+    (research,) = spans.named("invoke_agent researcher")
+    (tool,) = spans.named("execute_tool web_search")
+    assert tool.parent is not None and tool.parent.span_id == research.context.span_id
+    assert attrs(tool)["anthropic.span.incomplete"] is True
+    assert "anthropic.span.incomplete" not in attrs(research)
+    assert tool.end_time == research.end_time < spans.turn().end_time
+    assert_nested(spans)
+
+
+@pytest.mark.parametrize("pages", [1, 2])
+def test_a_thread_listed_after_its_turn_ended_lands_under_its_subagent(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans, pages: int
+) -> None:
+    """Drain the coordinator's stream to idle, then list each subagent thread's events (a common order): its model
+    requests land under the ended subagent span as late children, timed by their stamps and within it; the ended
+    turn's attributes are not rewritten."""
+    _queue(server, "sesn_list_late", one_page=pages == 1)
+    run_turn(loop_client, "sesn_list_late")
+    turn = spans.turn()
+    listed = list(loop_client.beta.sessions.threads.events.list(RESEARCHER, session_id="sesn_list_late"))
+    assert len(listed) == 7  # the app sees every event, as without cma-tracing
+    (research,) = [s for s in spans.children(turn) if s.name == "invoke_agent researcher"]
+    (chat,) = spans.children(research)
+    assert chat.name == "chat" and attrs(chat)["gen_ai.usage.input_tokens"] == 300
+    assert seconds(chat) == pytest.approx(0.3, abs=0.002)
+    assert attrs(turn)["gen_ai.usage.input_tokens"] == 0  # the ended turn is not rewritten
+    assert_nested(spans)

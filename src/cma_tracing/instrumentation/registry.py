@@ -1,8 +1,11 @@
 """Where per-session state lives: active trackers, what is remembered of idle sessions, and the orphan watch.
 
 State is dropped when a session goes idle (no turn, no stream, no call in progress); what survives is a turn
-count and the agent's attributes, in bounded LRU maps. A process that runs 100,000 turns holds no more than one
-that ran a few thousand.
+count, the agent's attributes and the last turn's subagents (for their threads' later events), in a bounded LRU. A
+process that runs 100,000 turns holds no more than one that ran a few thousand.
+
+Lock order: the registry's lock, then a tracker's, never the other way: a tracker never calls its registry. What a
+tracker's call means for the registry comes back as a `Next`, applied here after the tracker's lock is released.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from typing import Callable, Final, Generic, Mapping, Optional, TypeVar
 
 from opentelemetry.util.types import AttributeValue
 
+from .attributes import StopReason
 from .safety import log_swallowed
+from .protocol import Next
+from .session import SessionTracker
 from .telemetry import Telemetry
-from .turns import SessionTracker
+from .turn import Turn
 
-#: Sessions whose turn count and agent attributes are remembered after they go idle.
+#: Sessions whose turn count, agent attributes and last subagents are remembered after they go idle.
 MAX_REMEMBERED_SESSIONS: Final = 4096
 #: Sessions with something open at once; past this the least recently used is ended as `unobserved`.
 MAX_ACTIVE_SESSIONS: Final = 10_000
@@ -40,95 +46,160 @@ class LRU(Generic[K, V]):
     def get(self, key: K) -> Optional[V]:
         return self._items.get(key)
 
-    def put(self, key: K, value: V) -> None:
+    def put(self, key: K, value: V) -> list[V]:
+        """Store `value`; returns the values evicted to make room."""
         self._items[key] = value
         self._items.move_to_end(key)
+        evicted: list[V] = []
         while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+            evicted.append(self._items.popitem(last=False)[1])
+        return evicted
+
+    def values(self) -> list[V]:
+        return list(self._items.values())
 
     def __len__(self) -> int:
         return len(self._items)
 
 
+class Remembered:
+    """What outlives a session's tracker."""
+
+    __slots__ = ("turn_count", "agent", "late")
+
+    def __init__(self) -> None:
+        self.turn_count = 0
+        self.agent: Optional[Mapping[str, AttributeValue]] = None
+        self.late: Optional[Turn] = None
+
+
 class SessionRegistry:
-    """Finds the tracker of a session, creating it on first use; ends what is left at shutdown."""
+    """Finds the tracker of a session, creating it on first use; drops it when idle; ends what is left at shutdown."""
 
     def __init__(self, telemetry: Telemetry, orphan_timeout_s: float, max_active: int = MAX_ACTIVE_SESSIONS) -> None:
         self._telemetry = telemetry
         self._lock = threading.Lock()
         self._active: OrderedDict[str, SessionTracker] = OrderedDict()
         self._max_active = max_active
-        self._turn_counts: LRU[str, int] = LRU(MAX_REMEMBERED_SESSIONS)
-        self._agents: LRU[str, Mapping[str, AttributeValue]] = LRU(MAX_REMEMBERED_SESSIONS)
-        self._watch = OrphanWatch(int(orphan_timeout_s * 1e9))
+        self._remembered: LRU[str, Remembered] = LRU(MAX_REMEMBERED_SESSIONS)
+        self._watch = OrphanWatch(int(orphan_timeout_s * 1e9), self._check_orphan)
 
     @property
     def telemetry(self) -> Telemetry:
         return self._telemetry
 
     def acquire(self, session_id: str, stream: bool = False) -> SessionTracker:
-        """The session's tracker, claimed for one send, list or stream (the caller must release or finish it)."""
-        while True:
-            tracker = self._tracker(session_id)
-            if tracker.claim(stream):
-                return tracker
-
-    def _tracker(self, session_id: str) -> SessionTracker:
+        """The session's tracker, claimed for one send, list or stream: the caller hands it back with `release` (or,
+        for a stream, `stream_finished`)."""
         evicted: Optional[SessionTracker] = None
         with self._lock:
             tracker = self._active.get(session_id)
-            if tracker is not None and not tracker.retired:
+            if tracker is None:
+                memory = self._remembered.get(session_id)
+                if memory is None:
+                    tracker = SessionTracker(session_id, self._telemetry)
+                else:
+                    tracker = SessionTracker(session_id, self._telemetry, memory.agent, memory.turn_count, memory.late)
+                    memory.late = None  # the tracker has it now, and hands it back when dropped
+                self._active[session_id] = tracker
+                if len(self._active) > self._max_active:
+                    _, evicted = self._active.popitem(last=False)
+                    self._keep(evicted.session_id).turn_count = evicted.detach()
+            else:
                 self._active.move_to_end(session_id)
-                return tracker
-            tracker = SessionTracker(session_id, self._telemetry, self, self._agents.get(session_id))
-            tracker.turn_count = self._turn_counts.get(session_id) or 0
-            self._active[session_id] = tracker
-            if len(self._active) > self._max_active:
-                _, evicted = self._active.popitem(last=False)
+            tracker.claim(stream)
         if evicted is not None:
-            evicted.shutdown(time.time_ns(), reason="unobserved")
+            evicted.end_all(StopReason.UNOBSERVED, time.time_ns())
         return tracker
+
+    def release(self, tracker: SessionTracker) -> None:
+        """A send or list page that `acquire`d the tracker is done."""
+        self.apply(tracker, tracker.release())
+
+    def stream_finished(self, tracker: SessionTracker) -> Callable[[str, int, Optional[BaseException], str], None]:
+        """What a stream proxy calls, once, when its stream stops."""
+
+        def finished(how: str, now_ns: int, error: Optional[BaseException], error_type: str) -> None:
+            self.apply(tracker, tracker.stream_finished(how, now_ns, error, error_type))
+
+        return finished
+
+    def apply(self, tracker: SessionTracker, step: int) -> None:
+        """Do what a tracker's call said the session needs. Never raises."""
+        try:
+            if step == Next.WATCH:
+                self._watch.watch(tracker)
+            elif step == Next.DROP:
+                ended: list[Remembered] = []
+                with self._lock:
+                    if self._active.get(tracker.session_id) is tracker and tracker.idle():
+                        del self._active[tracker.session_id]
+                        memory = self._remembered.get(tracker.session_id) or Remembered()
+                        memory.turn_count = tracker.turn_count
+                        memory.late = tracker.late
+                        if memory.agent is None:
+                            memory.agent = tracker.start_attributes()
+                        ended = self._remembered.put(tracker.session_id, memory)
+                _end_late(ended)
+        except Exception:
+            log_swallowed("SessionRegistry.apply")
 
     def remember_agent(self, session_id: str, attributes: Mapping[str, AttributeValue]) -> None:
         """Agent attributes from a `sessions.create`/`retrieve` response, for this session's next turns."""
         with self._lock:
-            self._agents.put(session_id, attributes)
+            self._keep(session_id).agent = attributes
             tracker = self._active.get(session_id)
         if tracker is not None:
             tracker.update_start_attributes(attributes)
 
-    def session_idle(self, tracker: SessionTracker) -> None:
-        """Called by a tracker (its lock held) that has nothing open: drop it, keep its turn count."""
-        with self._lock:
-            if self._active.get(tracker.session_id) is tracker:
-                del self._active[tracker.session_id]
-            self._turn_counts.put(tracker.session_id, tracker.turn_count)
+    def _keep(self, session_id: str) -> Remembered:
+        """The session's remembered state, made if need be (lock held). Sessions pushed out end their late children."""
+        memory = self._remembered.get(session_id)
+        if memory is None:
+            memory = Remembered()
+        _end_late(self._remembered.put(session_id, memory))
+        return memory
 
-    def watch_orphan(self, tracker: SessionTracker) -> None:
-        """The tracker has a turn and no stream: end it if none opens in time."""
-        self._watch.watch(tracker)
+    def _check_orphan(self, tracker: SessionTracker, now_ns: int) -> Optional[int]:
+        again, step = tracker.check_orphan(now_ns, self._watch.timeout_ns)
+        self.apply(tracker, step)
+        return again
 
     def active_count(self) -> int:
         return len(self._active)
 
     def remembered_count(self) -> int:
-        return len(self._turn_counts)
+        return len(self._remembered)
 
     def orphan_watch_entries(self) -> int:
         return self._watch.pending()
 
     def shutdown(self) -> None:
-        """End every open turn (`shutdown`) and stop the watch. Never raises."""
+        """End every open turn (`shutdown`) and every late child, and stop the watch. Never raises."""
         try:
             with self._lock:
                 trackers = list(self._active.values())
                 self._active.clear()
+                remembered = self._remembered.values()
             now = time.time_ns()
             for tracker in trackers:
-                tracker.shutdown(now)
+                tracker.end_all(StopReason.SHUTDOWN, now)
+            _end_late(remembered)
             self._watch.stop()
         except Exception:
             log_swallowed("SessionRegistry.shutdown")
+
+
+def _end_late(memories: list[Remembered]) -> None:
+    """Sessions forgotten (or at shutdown): the late children still open under their last subagents end."""
+    for memory in memories:
+        late = memory.late
+        if late is not None and late.children is not None:
+            try:
+                late.children.end_open(late.last_ns)
+            except Exception:
+                log_swallowed("late children")
+            memory.late = None
 
 
 class OrphanWatch:
@@ -140,8 +211,14 @@ class OrphanWatch:
     neither its heap nor a busy process's sends keep it working or growing.
     """
 
-    def __init__(self, timeout_ns: int, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        timeout_ns: int,
+        check: Callable[[SessionTracker, int], Optional[int]],
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.timeout_ns = timeout_ns
+        self._check = check  # ends the tracker's turn if it is due; returns when to check again, or None
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
         self._heap: list[tuple[int, int, weakref.ref[SessionTracker]]] = []
@@ -198,7 +275,7 @@ class OrphanWatch:
                     continue
                 self._watched.discard(tracker)
             try:
-                again = tracker.check_orphan(self._clock(), self.timeout_ns)
+                again = self._check(tracker, self._clock())
             except Exception:
                 log_swallowed("OrphanWatch")
                 again = None

@@ -1,0 +1,280 @@
+"""The handlers that only record: tools, model requests, usage, errors, threads, messages and client replies.
+
+Each is a plain function `(session, turn, event, event_id, now_ns, origin)`, called by `SessionTracker` with the
+session's lock held, for a turn someone records (a turn nobody records runs only the tracker's lifecycle handlers).
+`origin` says where the event came from: the session's stream, a list page, a subagent thread's own feed, or a feed
+fetched after the fact. None of them opens or ends a turn.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final, Optional
+
+from opentelemetry.util.types import AttributeValue
+
+from . import attributes as A
+from .attributes import StopReason
+from .event_table import (
+    SESSION_ERROR,
+    THREAD_STATUS_IDLE,
+    THREAD_STATUS_TERMINATED,
+    USER_CUSTOM_TOOL_RESULT,
+    USER_TOOL_CONFIRMATION,
+)
+from .fields import as_int, fields_of, get, get_str
+from .turn import MAX_OPEN_REQUESTS, MAX_PENDING_REPLIES, MAX_TOOL_NAMES, Turn
+
+if TYPE_CHECKING:
+    from .protocol import Origin
+    from .session import SessionTracker
+
+#: (input incl. cache, output, cache read, cache write) of a request that reported no usage.
+_NO_TOKENS: Final = (0, 0, 0, 0)
+
+
+# -- messages and replies ------------------------------------------------------------------------------------------
+
+
+def on_agent_message(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    """The coordinator's own messages are the turn's output; a subagent's stay with its thread."""
+    if turn.content is not None and origin.thread_id is None:
+        thread_id = get(event, "session_thread_id")
+        if thread_id is None or thread_id == session.primary_thread:
+            turn.content.add_output_text(event)
+
+
+def on_user_reply(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    """The echo of a client reply: recorded unless this process sent it (its send recorded it already)."""
+    event_type = get(event, "type")
+    key = reply_key(event, event_type)
+    pending = turn.pending_replies
+    count = pending.get(key)
+    if count:
+        if count == 1:
+            del pending[key]
+        else:
+            pending[key] = count - 1
+        return
+    record_reply(turn, event, event_type, now_ns)
+
+
+def reply_sent(turn: Turn, event: Any, event_type: str, now_ns: int) -> None:
+    """A client reply sent by this process, before its request: recorded now, and its echo will not be again,
+    whether it arrives before or after the send's response."""
+    pending = turn.pending_replies
+    key = reply_key(event, event_type)
+    if key in pending or len(pending) < MAX_PENDING_REPLIES:
+        pending[key] = pending.get(key, 0) + 1
+    record_reply(turn, event, event_type, now_ns)
+
+
+def reply_key(event: Any, event_type: Any) -> tuple[str, str]:
+    """What a reply answers, known to its send and to its echo alike (the echo's id is not known to the send)."""
+    target = (
+        get_str(event, "tool_use_id") or get_str(event, "custom_tool_use_id") or get_str(event, "session_thread_id")
+    )
+    return (event_type if isinstance(event_type, str) else "", target or "")
+
+
+def record_reply(turn: Turn, event: Any, event_type: str, now_ns: int) -> None:
+    """A reply is a span event on the turn; a custom tool's result ends its span, a confirmation is noted on its
+    span and a denial ends it."""
+    turn.span.add_event(event_type, _reply_attributes(event), now_ns)
+    children = turn.children
+    if children is None:
+        return
+    if event_type == USER_CUSTOM_TOOL_RESULT:
+        children.tool_finished(get(event, "custom_tool_use_id"), get(event, "is_error"), now_ns, get(event, "content"))
+    elif event_type == USER_TOOL_CONFIRMATION:
+        children.tool_confirmed(get(event, "tool_use_id"), get(event, "result"), now_ns)
+
+
+# -- tools ---------------------------------------------------------------------------------------------------------
+
+
+def on_tool_use(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    turn.tool_calls += 1
+    name = get_str(event, "name")
+    if name and name not in turn.tool_names and len(turn.tool_names) < MAX_TOOL_NAMES:
+        turn.tool_names.append(name)
+    if turn.content is not None:
+        turn.content.add_tool_call(event)
+    children = turn.children
+    if children is not None:
+        children.tool_used(event, get(event, "type"), event_id, thread_of(session, turn, event, now_ns, origin), now_ns)
+
+
+def on_tool_result(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    children = turn.children
+    if children is not None:
+        use_id = get(event, "tool_use_id") or get(event, "mcp_tool_use_id")
+        children.tool_finished(use_id, get(event, "is_error"), now_ns, get(event, "content"))
+
+
+# -- model requests ------------------------------------------------------------------------------------------------
+
+
+def on_model_request_start(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    turn.model_requests += 1
+    if event_id is not None and len(turn.open_requests) < MAX_OPEN_REQUESTS:
+        turn.open_requests.add(event_id)
+    children = turn.children
+    if children is not None:
+        children.request_started(event_id, thread_of(session, turn, event, now_ns, origin), now_ns)
+
+
+def on_model_request_end(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    start_id = get(event, "model_request_start_id")
+    if start_id in turn.open_requests:
+        turn.open_requests.discard(start_id)
+    else:
+        turn.model_requests += 1  # its start was before this process looked, or lost
+    usage = get(event, "model_usage")
+    tokens = _NO_TOKENS
+    counts = None
+    if usage is not None:
+        counts = fields_of(usage)
+        read = as_int(counts.get("cache_read_input_tokens"))
+        write = as_int(counts.get("cache_creation_input_tokens"))
+        tokens = (as_int(counts.get("input_tokens")) + read + write, as_int(counts.get("output_tokens")), read, write)
+        turn.input_tokens += tokens[0]
+        turn.output_tokens += tokens[1]
+        turn.cache_read_tokens += read
+        turn.cache_write_tokens += write
+    children = turn.children
+    if children is not None:
+        thread_id = thread_of(session, turn, event, now_ns, origin)
+        children.request_ended(start_id, counts, tokens, get(event, "is_error") is True, thread_id, now_ns)
+
+
+# -- the session's errors and usage ------------------------------------------------------------------------------
+
+
+def on_session_error(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    error = get(event, "error")
+    error_type = get_str(error, "type") if error is not None else None
+    turn.error_type = error_type or A.ERROR_TYPE_OTHER
+    attrs: dict[str, AttributeValue] = {A.ERROR_EVENT_TYPE: turn.error_type}
+    message = get_str(error, "message") if error is not None else None
+    if message:
+        attrs[A.ERROR_EVENT_MESSAGE] = message
+    retry = get(error, "retry_status") if error is not None else None
+    retry_type = retry if isinstance(retry, str) else (get_str(retry, "type") if retry is not None else None)
+    if retry_type:
+        attrs[A.ERROR_EVENT_RETRY_STATUS] = retry_type
+    turn.span.add_event(SESSION_ERROR, attrs, now_ns)
+
+
+def on_usage(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    turn.usage = get(event, "usage")
+
+
+# -- threads (subagents) -------------------------------------------------------------------------------------------
+
+
+def on_thread_created(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    children = turn.children
+    if children is None or origin.fetched or turn.ended:
+        return
+    thread_id = get_str(event, "session_thread_id")
+    if thread_id is None or thread_id == session.primary_thread:
+        return
+    if children.has_thread(thread_id):
+        children.thread_named(thread_id, get_str(event, "agent_name"))
+    else:
+        children.thread_started(thread_id, get_str(event, "agent_name"), now_ns)
+
+
+def on_thread_status(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    children = turn.children
+    if children is None or origin.fetched or turn.ended:
+        return  # a fetched or late feed's own statuses: its span's life is already known
+    thread_id = get_str(event, "session_thread_id") or origin.thread_id
+    if thread_id is None:
+        return
+    if not children.has_thread(thread_id) and _is_primary(session, thread_id, origin):
+        return
+    event_type = get(event, "type")
+    if event_type == THREAD_STATUS_TERMINATED:
+        children.thread_ended(thread_id, StopReason.TERMINATED, now_ns)
+    elif event_type == THREAD_STATUS_IDLE:
+        stop = get(event, "stop_reason")
+        reason = get_str(stop, "type") if stop is not None else None
+        if reason != StopReason.REQUIRES_ACTION:
+            children.thread_ended(thread_id, reason, now_ns)
+    else:
+        children.thread_started(thread_id, get_str(event, "agent_name"), now_ns)
+
+
+def _is_primary(session: SessionTracker, thread_id: str, origin: Origin) -> bool:
+    """The coordinator's own thread reports `thread_status_*` too, first thing in every turn: the first thread seen
+    on the session's feed that no `session.thread_created` announced is the primary one."""
+    if session.primary_thread is None and origin.thread_id is None:
+        session.primary_thread = thread_id
+    return thread_id == session.primary_thread
+
+
+def thread_of(session: SessionTracker, turn: Turn, event: Any, now_ns: int, origin: Origin) -> Optional[str]:
+    """The subagent thread an event belongs to (its span started if need be), or None for the coordinator."""
+    thread_id = origin.thread_id or get(event, "session_thread_id")
+    if thread_id is None or thread_id == session.primary_thread or turn.children is None:
+        return None
+    if not isinstance(thread_id, str):
+        return None
+    if not turn.children.knows_thread(thread_id):
+        # Only a subagent's events carry a thread id on the session's stream (cross-posted blocking calls).
+        turn.children.thread_started(thread_id, get_str(event, "agent_name"), now_ns)
+    return thread_id
+
+
+# -- span event attributes ------------------------------------------------------------------------------------------
+
+
+def _reply_attributes(event: Any) -> dict[str, AttributeValue]:
+    """What a client reply says, without content: which tool it answers and how."""
+    attrs: dict[str, AttributeValue] = {}
+    for key in A.REPLY_EVENT_FIELDS:
+        value = get_str(event, key)
+        if value:
+            attrs[key] = value
+    is_error = get(event, A.REPLY_EVENT_IS_ERROR)
+    if isinstance(is_error, bool):
+        attrs[A.REPLY_EVENT_IS_ERROR] = is_error
+    return attrs
+
+
+def span_event_attributes(event: Any) -> dict[str, AttributeValue]:
+    """What an event recorded as a span event says, without content."""
+    attrs: dict[str, AttributeValue] = {}
+    for key in A.SPAN_EVENT_FIELDS:
+        value = get_str(event, key)
+        if value:
+            attrs[key] = value
+    return attrs
+
+
+def exception_attributes(error: Optional[BaseException], error_type: str) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {A.EXCEPTION_TYPE: error_type or A.ERROR_TYPE_OTHER}
+    if error is not None:
+        attrs[A.EXCEPTION_MESSAGE] = str(error)[:1024]
+    return attrs

@@ -1,0 +1,576 @@
+"""The pure core: a per-session state machine fed `(event, arrival time, origin)` that opens, routes and ends turns.
+
+No SDK and no I/O here: the patchers adapt the SDK's calls and streams to the methods of `SessionTracker`, and the
+tests drive it with plain lists of events. Every public method is safe to call from any thread: it never raises, and
+holds the session's lock only while it touches the session's state. The tracker never calls its registry: each call
+that changes what the session needs returns a `Next`, which the caller hands to the registry once the lock is released.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import AbstractSet, Any, Callable, Final, Iterable, Mapping, Optional
+
+from opentelemetry.util.types import AttributeValue
+
+from . import attributes as A
+from . import handlers
+from .attributes import StopReason
+from .event_table import EVENT_ROLES, OPENING_TYPES, REPLY_TYPES, SESSION_STATUS_IDLE, USER_MESSAGE
+from .fields import as_list, get, get_str, timestamp, type_and_id
+from .safety import log_swallowed, never_raises
+from .telemetry import Telemetry
+from .protocol import LIST, STREAM, Next, Origin, Send, StreamEnd
+from .turn import DEDUPE_GENERATION, Turn, TurnTemplates, end_turn, late_turn, open_turn
+
+_NO_FIELDS: Final[dict[str, Any]] = {}
+_NO_IDS: Final[AbstractSet[str]] = frozenset()
+
+
+class _Everything(frozenset[str]):
+    """The skip set of a tracker its registry let go of: every event type is skipped before the lock."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+    def __bool__(self) -> bool:
+        return True
+
+
+_SKIP_ALL: Final = _Everything()
+
+Handler = Callable[..., None]
+#: type -> (handler, output, span_event, session_level, opens): the table of `event_table`, resolved.
+Plan = dict[str, tuple[Optional[Handler], bool, bool, bool, bool]]
+
+
+class SessionTracker:
+    """Turns of one session, following SPEC §3.1. One per session id, shared by every stream and send of it."""
+
+    __slots__ = (
+        "session_id",
+        "turn",
+        "turn_count",
+        "streams_open",
+        "quiet_since_ns",
+        "claims",
+        "primary_thread",
+        "detached",
+        "late",
+        "_telemetry",
+        "_lock",
+        "_ended_seen",
+        "_ended_seen_old",
+        "_base_attributes",
+        "_start_attributes",
+        "_templates",
+        "_skip",
+        "__weakref__",  # the orphan watch holds trackers weakly
+    )
+
+    def __init__(
+        self,
+        session_id: str,
+        telemetry: Telemetry,
+        start_attributes: Optional[Mapping[str, AttributeValue]] = None,
+        turn_count: int = 0,
+        late: Optional[Turn] = None,
+    ) -> None:
+        self.session_id = session_id
+        self.turn: Optional[Turn] = None
+        self.turn_count = turn_count
+        self.streams_open = 0
+        self.quiet_since_ns = 0  # when the last stream of the session closed
+        self.claims = 0  # streams, sends and list pages in progress
+        self.primary_thread: Optional[str] = None  # the coordinator's own thread: not a subagent
+        self.detached = False  # its registry let go of it (evicted): it ignores everything from now on
+        self.late = late  # the last turn that ended with subagents: its threads' later events go under them
+        self._telemetry = telemetry
+        self._lock = threading.RLock()  # re-entered by `on_listed` and `on_fetched`, which route each event
+        # The ids of the turn that ended last (a turn keeps its own): a late echo of its events is not news.
+        self._ended_seen: AbstractSet[str] = _NO_IDS
+        self._ended_seen_old: AbstractSet[str] = _NO_IDS
+        # While a turn nobody records is open: the event types it ignores, skipped before the lock is taken.
+        self._skip: AbstractSet[str] = _NO_IDS
+        self._base_attributes: dict[str, AttributeValue] = {
+            A.GEN_AI_OPERATION_NAME: A.OP_INVOKE_AGENT,
+            A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
+            A.GEN_AI_CONVERSATION_ID: session_id,
+            A.ANTHROPIC_SESSION_ID: session_id,
+            A.HTTP_ROUTE: A.HTTP_ROUTE_EVENTS,
+        }
+        self._start_attributes: dict[str, AttributeValue] = dict(start_attributes or {})
+        self._templates: Optional[TurnTemplates] = None  # for the current start attributes, made on first use
+
+    # -- events --------------------------------------------------------------------------------------------------
+
+    def on_event(self, event: Any, now_ns: int, origin: Origin = STREAM) -> None:
+        """One event, at the time the client saw it, from `origin` (by default the session's stream). Never raises.
+
+        The per-event hot path, in one function: a table lookup, a dedupe check and counter updates; only event
+        types with a handler make another call. The guard is inline rather than the `never_raises` decorator.
+        """
+        skip = self._skip
+        if skip:
+            # A turn nobody records is open, and this event could change nothing about it (not even its end time,
+            # which no one sees). Read without the lock: a turn opened meanwhile by another thread's send would only
+            # have counted this earlier event as its own.
+            try:
+                if (event if event.__class__ is dict else event.__dict__).get("type") in skip:
+                    return
+            except Exception:
+                pass  # not a model or a dict, or an unhashable type: the locked path below copes
+        try:
+            with self._lock:
+                # `fields.type_and_id`, inlined once: this is the per-event path.
+                if event.__class__ is dict:
+                    fields = event
+                else:
+                    try:
+                        fields = event.__dict__
+                    except AttributeError:
+                        fields = _NO_FIELDS
+                event_type: Any = fields.get("type")
+                if event_type is None and fields is not event:
+                    event_type = getattr(event, "type", None)
+                event_id = fields.get("id")
+                turn = self.turn
+                if origin is not STREAM and origin.thread_id is not None:
+                    turn, now_ns = self._thread_turn(turn, origin.thread_id, fields, now_ns)
+                if event_id is not None:
+                    if event_id.__class__ is not str:
+                        event_id = None
+                    elif turn is not None:
+                        # `Turn.has_seen`, inlined.
+                        if event_id in turn.seen or event_id in turn.seen_old:
+                            if turn.anchor is None and event_type == USER_MESSAGE and event_id in turn.owned_ids:
+                                self._anchor(turn, event, now_ns, origin)  # the processed echo of a queued one
+                            return
+                    elif event_id in self._ended_seen or event_id in self._ended_seen_old:
+                        return
+                plan = turn.plan if turn is not None else _DISPATCH  # what opens a turn is the same in every plan
+                role = plan.get(event_type) if event_type.__class__ is str else None
+                if role is None:
+                    if turn is not None and event_id is not None:
+                        turn.remember(event_id)
+                        turn.events += 1
+                        turn.unknown_events += 1
+                        turn.last_ns = now_ns
+                    return
+                handler, output, span_event, session_level, opens = role
+                if session_level and origin.thread_id is not None:
+                    handler = None
+                    span_event = False
+                elif opens:
+                    if origin is LIST:
+                        # A listed opening event counts only as the open turn's own: listing never opens or supersedes.
+                        if turn is None or event_id not in turn.owned_ids:
+                            return
+                    elif handler is not None:
+                        handler(self, turn, event, event_id, now_ns, origin)
+                        turn = self.turn
+                    handler = None
+                if turn is None:
+                    return
+                if event_id is not None:
+                    seen = turn.seen  # `Turn.remember`, inlined
+                    seen.add(event_id)
+                    if len(seen) >= DEDUPE_GENERATION:
+                        turn.seen_old = seen
+                        turn.seen = set()
+                    turn.events += 1
+                turn.last_ns = now_ns
+                if output:
+                    turn.waiting = False
+                    if not turn.first_output_ns:
+                        turn.first_output_ns = now_ns
+                if span_event:
+                    turn.span.add_event(event_type, handlers.span_event_attributes(event), now_ns)
+                if handler is not None:
+                    handler(self, turn, event, event_id, now_ns, origin)
+        except Exception:
+            log_swallowed("SessionTracker.on_event")
+
+    @never_raises
+    def on_listed(self, events: Iterable[Any], now_ns: int, thread_id: Optional[str] = None) -> None:
+        """A page of `events.list` (or of a thread's `threads.events.list` with `thread_id`): feeds the open turn
+        with the events listed after its own user.message, no others; a thread's page read after its turn ended
+        feeds that turn's subagent as late children.
+
+        Listing a session's history must neither open turns nor fold earlier turns into the open one.
+        """
+        with self._lock:
+            if self.detached:
+                return
+            origin = LIST if thread_id is None else Origin.thread(thread_id)
+            turn = self.turn
+            if turn is None or turn.adopting:
+                if thread_id is not None and self.late is not None:
+                    for event in events:
+                        self.on_event(event, now_ns, origin)  # each goes under its ended subagent, or nowhere
+                return
+            for event in events:
+                fields, event_type, event_id = type_and_id(event)
+                at = timestamp(fields.get("processed_at"))
+                if at is None:
+                    continue
+                if turn.anchor is None:
+                    if event_type == USER_MESSAGE and event_id in turn.owned_ids:
+                        turn.anchor = at
+                        self.on_event(event, now_ns, origin)
+                    continue
+                if at > turn.anchor:
+                    self.on_event(event, now_ns, origin)
+                if self.turn is not turn:
+                    break
+
+    @never_raises
+    def threads_to_fetch(self, event: Any) -> list[str]:
+        """With `fetch_subthreads`, for a `session.status_idle` about to end the open turn: the subagent threads
+        whose own feeds to fetch first (the turn's, open or ended). Empty otherwise."""
+        with self._lock:
+            turn = self.turn
+            if (
+                turn is None
+                or turn.children is None
+                or turn.anchor is None
+                or get(event, "type") != SESSION_STATUS_IDLE
+            ):
+                return []
+            stop = get(event, "stop_reason")
+            if (get_str(stop, "type") if stop is not None else None) == StopReason.REQUIRES_ACTION:
+                return []
+            return turn.children.thread_ids()
+
+    @never_raises
+    def on_fetched(self, thread_id: str, events: Iterable[Any], now_ns: int) -> None:
+        """A page of a subagent thread's events fetched after the fact (`fetch_subthreads`): those after the turn's
+        own user.message go under the thread's subagent span, placed by their stamps (nobody saw them arrive)."""
+        with self._lock:
+            turn = self.turn
+            if turn is None or turn.children is None or turn.anchor is None:
+                return
+            subagent = turn.children.subagent(thread_id)
+            if subagent is None:
+                return
+            origin = Origin.fetched_thread(thread_id)
+            for event in events:
+                at_ns = turn.place(subagent, get(event, "processed_at"), now_ns)
+                if at_ns is not None:
+                    self.on_event(event, at_ns, origin)
+
+    def _thread_turn(
+        self, turn: Optional[Turn], thread_id: str, fields: Any, now_ns: int
+    ) -> tuple[Optional[Turn], int]:
+        """The turn a thread feed's event goes to: the open turn, or the last ended one if the thread was its subagent
+        and the event came after that turn's start and before the open one's (then timed by its stamp)."""
+        late = self.late
+        if late is None or late.children is None:
+            return turn, now_ns
+        if turn is not None and turn.children is not None and turn.children.knows_thread(thread_id):
+            return turn, now_ns
+        subagent = late.children.subagent(thread_id)
+        if subagent is None:
+            return turn, now_ns
+        stamp = fields.get("processed_at") if isinstance(fields, dict) else None
+        at = timestamp(stamp)
+        if at is None or late.anchor is None or at <= late.anchor:
+            return turn, now_ns
+        if turn is not None and turn.anchor is not None and at > turn.anchor:
+            return turn, now_ns
+        at_ns = late.place(subagent, stamp, subagent.end_ns)
+        return (late, at_ns) if at_ns is not None else (turn, now_ns)
+
+    # -- sends ---------------------------------------------------------------------------------------------------
+
+    @never_raises
+    def begin_send(self, events: Any, now_ns: int) -> Optional[Send]:
+        """Before a send's HTTP request: open a turn for a user.message, or join the open one. Returns the send's
+        turn (to make current while it runs, so its HTTP span nests under the turn) and whether it opened it."""
+        types = [get_str(e, "type") for e in events] if isinstance(events, (list, tuple)) else []
+        with self._lock:
+            if self.detached:
+                return None
+            if any(t in OPENING_TYPES for t in types):
+                if self.turn is not None:
+                    self._end(self.turn, StopReason.SUPERSEDED, now_ns)
+                opened = self._open(now_ns, adopting=True)
+                if opened.content is not None:
+                    for event, event_type in zip(events, types):
+                        if event_type == USER_MESSAGE:
+                            opened.content.add_input(event)
+                return Send(opened, True)
+            turn = self.turn
+            if turn is None:
+                return None
+            turn.last_ns = now_ns
+            for event, event_type in zip(events, types):
+                if event_type in REPLY_TYPES:
+                    handlers.reply_sent(turn, event, event_type, now_ns)
+            return Send(turn, False)
+
+    @never_raises
+    def send_succeeded(self, send: Optional[Send], response: Any) -> None:
+        """The send's response echoes each event with its id: the turn it opened owns its user.message ids."""
+        if send is None or not send.opened:
+            return
+        with self._lock:
+            turn = send.turn
+            for echo in as_list(get(response, "data")):
+                event_id = get_str(echo, "id")
+                if event_id is not None and get(echo, "type") == USER_MESSAGE:
+                    turn.owned_ids.add(event_id)
+            turn.adopting = False
+
+    @never_raises
+    def send_failed(self, send: Optional[Send], error: BaseException, error_type: str) -> None:
+        """The send that opened its turn failed: the turn ends with it (its exception still reaches the app)."""
+        if send is None or not send.opened:
+            return
+        with self._lock:
+            self._end(send.turn, StopReason.SEND_ERROR, time.time_ns(), error_type, error)
+
+    # -- streams, claims and the end of the session's state ---------------------------------------------------------
+
+    def claim(self, stream: bool = False) -> None:
+        """Hold the session open for a send, list or stream (the registry calls this)."""
+        with self._lock:
+            self.claims += 1
+            if stream:
+                self.streams_open += 1
+
+    def release(self) -> int:
+        """The send or list that claimed the session is done. Returns the `Next` step."""
+        try:
+            with self._lock:
+                self.claims = max(0, self.claims - 1)
+                return self._next()
+        except Exception:
+            log_swallowed("SessionTracker.release")
+            return Next.NOTHING
+
+    def stream_finished(
+        self, how: str, now_ns: int, error: Optional[BaseException] = None, error_type: str = ""
+    ) -> int:
+        """A stream of this session stopped (`StreamEnd`), reported once per stream by its proxy. Returns `Next`."""
+        try:
+            with self._lock:
+                self.streams_open = max(0, self.streams_open - 1)
+                self.claims = max(0, self.claims - 1)
+                turn = self.turn
+                if turn is not None:
+                    if how == StreamEnd.FATAL:
+                        self._end(turn, StopReason.STREAM_ERROR, now_ns, error_type, error)
+                    elif how == StreamEnd.TRANSPORT:
+                        turn.last_stream_failed = True
+                        turn.error_type = error_type or turn.error_type
+                        turn.span.add_event(
+                            A.EVENT_STREAM_ERROR, handlers.exception_attributes(error, error_type), now_ns
+                        )
+                    elif how == StreamEnd.ENDED:
+                        turn.last_stream_failed = False
+                    elif how == StreamEnd.CLOSED and not turn.waiting and self.streams_open == 0:
+                        self._end(turn, StopReason.ABANDONED, now_ns)
+                if self.streams_open == 0:
+                    self.quiet_since_ns = now_ns
+                return self._next()
+        except Exception:
+            log_swallowed("SessionTracker.stream_finished")
+            return Next.NOTHING
+
+    def check_orphan(self, now_ns: int, timeout_ns: int) -> tuple[Optional[int], int]:
+        """End the open turn if no stream of the session has been open for `timeout_ns`, at the last moment anything
+        of it was seen. Returns when to check again (None: nothing left to watch) and the `Next` step."""
+        try:
+            with self._lock:
+                turn = self.turn
+                if turn is None or self.streams_open:
+                    return None, self._next()
+                due = max(self.quiet_since_ns, turn.start_ns) + timeout_ns
+                if now_ns < due:
+                    return due, Next.NOTHING
+                reason = StopReason.STREAM_ERROR if turn.last_stream_failed else StopReason.UNOBSERVED
+                self._end(turn, reason, turn.last_ns)
+                return None, self._next()
+        except Exception:
+            log_swallowed("SessionTracker.check_orphan")
+            return None, Next.NOTHING
+
+    @never_raises
+    def end_all(self, reason: str, end_ns: Optional[int] = None) -> None:
+        """End the open turn (`shutdown` at uninstrument and exit; `unobserved` when a recording ends or the session
+        is evicted) at `end_ns`, or at its last event when None; and the late children still open."""
+        with self._lock:
+            turn = self.turn
+            if turn is not None:
+                self._end(turn, reason, turn.last_ns if end_ns is None else end_ns)
+            late = self.late
+            if late is not None and late.children is not None:
+                late.children.end_open(late.last_ns if end_ns is None else end_ns)
+            if self.detached:
+                self._skip = _SKIP_ALL
+
+    def detach(self) -> int:
+        """The registry lets go of this tracker (evicted while a stream may still hold it): from now on it opens no
+        turn and routes no event. Returns its turn count, for the session's next tracker. Its open turn is ended
+        by `end_all`."""
+        with self._lock:
+            self.detached = True
+            self._skip = _SKIP_ALL
+            return self.turn_count
+
+    def idle(self) -> bool:
+        """Nothing open or in progress: the session's state can be dropped."""
+        with self._lock:
+            return self.turn is None and self.claims == 0
+
+    def has_seen(self, event_id: str) -> bool:
+        """Whether this session already routed the event with this id (in its open turn or the one before)."""
+        turn = self.turn
+        if turn is not None and turn.has_seen(event_id):
+            return True
+        return event_id in self._ended_seen or event_id in self._ended_seen_old
+
+    @never_raises
+    def update_start_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        """Agent and client attributes for turns opened from now on (the open one keeps what it started with)."""
+        with self._lock:
+            current = self._start_attributes
+            if any(current.get(key) != value for key, value in attributes.items()):
+                current.update(attributes)
+                self._templates = None
+
+    def start_attributes(self) -> dict[str, AttributeValue]:
+        with self._lock:
+            return dict(self._start_attributes)
+
+    # -- lifecycle handlers (lock held; `turn` is None only for what opens a turn) --------------------------------
+
+    def _on_user_message(
+        self, turn: Optional[Turn], event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+    ) -> None:
+        if turn is not None:
+            if event_id is not None and event_id in turn.owned_ids:
+                self._anchor(turn, event, now_ns, origin)
+                return
+            if turn.adopting:
+                if event_id is not None:
+                    turn.owned_ids.add(event_id)
+                self._anchor(turn, event, now_ns, origin)
+                return
+            self._end(turn, StopReason.SUPERSEDED, now_ns)
+        new = self._open(now_ns, adopting=False)
+        if event_id is not None:
+            new.owned_ids.add(event_id)
+        self._anchor(new, event, now_ns, origin)
+        if new.content is not None:
+            new.content.add_input(event)
+
+    def _on_running(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
+        turn.waiting = False
+
+    def _on_idle(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
+        stop = get(event, "stop_reason")
+        reason = get_str(stop, "type") if stop is not None else None
+        if reason == StopReason.REQUIRES_ACTION:
+            turn.waiting = True
+            return
+        self._end(turn, reason or StopReason.UNKNOWN, now_ns)
+
+    def _on_terminated(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
+        self._end(turn, StopReason.TERMINATED, now_ns)
+
+    def _on_deleted(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
+        self._end(turn, StopReason.DELETED, now_ns)
+
+    # -- opening and ending (lock held) ------------------------------------------------------------------------
+
+    def _anchor(self, turn: Turn, event: Any, now_ns: int, origin: Origin) -> None:
+        """The turn's own user.message, processed: its stamp maps the server's clock to ours (for fetched and late
+        events), best by the moment its echo was seen on the stream."""
+        if turn.anchor is not None:
+            return
+        at = timestamp(get(event, "processed_at"))
+        if at is not None:
+            turn.anchor = at
+            if origin is STREAM:
+                turn.anchor_ns = now_ns
+
+    def _open(self, now_ns: int, adopting: bool) -> Turn:
+        templates = self._templates
+        if templates is None:
+            templates = self._templates = TurnTemplates(self._base_attributes, self._start_attributes)
+        self.turn_count += 1
+        turn = open_turn(self._telemetry, templates, self.turn_count, now_ns, adopting)
+        # A turn nobody records (a no-op tracer or a sampled-out turn, no meter, no content capture) follows only its
+        # lifecycle: its tokens, tools, children and span events would go nowhere.
+        turn.plan = _DISPATCH if turn.recorded else _LIFECYCLE
+        self._skip = _NO_IDS if turn.recorded else _LIFECYCLE_SKIPS
+        self.turn = turn
+        return turn
+
+    def _end(
+        self,
+        turn: Turn,
+        reason: str,
+        end_ns: int,
+        error_type: Optional[str] = None,
+        error: Optional[BaseException] = None,
+    ) -> None:
+        """End `turn` exactly once; a turn that ended with subagents becomes the session's late turn."""
+        if turn.ended:
+            return
+        if self.turn is turn:
+            self.turn = None
+            self._skip = _SKIP_ALL if self.detached else _NO_IDS
+        self._ended_seen, self._ended_seen_old = turn.seen, turn.seen_old
+        subagents = end_turn(self._telemetry, turn, reason, end_ns, error_type, error)
+        if subagents:
+            try:
+                previous, self.late = self.late, late_turn(self._telemetry, turn, subagents)
+                self.late.plan = _DISPATCH
+                if previous is not None and previous.children is not None:
+                    previous.children.end_open(previous.last_ns)
+            except Exception:
+                log_swallowed("late turn")
+
+    def _next(self) -> int:
+        if self.turn is not None:
+            return Next.WATCH if self.streams_open == 0 else Next.NOTHING
+        return Next.DROP if self.claims == 0 else Next.NOTHING
+
+
+def _resolve(name: Optional[str], lifecycle: bool) -> Optional[Handler]:
+    if name is None:
+        return None
+    handler: Handler = getattr(SessionTracker, "_" + name) if lifecycle else getattr(handlers, name)
+    return handler
+
+
+#: The table of `event_table`, resolved once.
+_DISPATCH: Final[Plan] = {
+    event_type: (
+        _resolve(role.handler, role.lifecycle),
+        role.output,
+        role.span_event,
+        role.session_level,
+        role.opens,
+    )
+    for event_type, role in EVENT_ROLES.items()
+}
+#: The same for a turn nobody records: only what opens, ends or holds the turn open.
+_LIFECYCLE: Final[Plan] = {
+    event_type: (
+        _resolve(role.handler, role.lifecycle) if role.lifecycle else None,
+        role.output,
+        False,
+        role.session_level,
+        role.opens,
+    )
+    for event_type, role in EVENT_ROLES.items()
+}
+#: The types such a turn does nothing with: no lifecycle handler, not agent output.
+_LIFECYCLE_SKIPS: Final = frozenset(
+    t for t, (handler, output, _, _, _) in _LIFECYCLE.items() if not handler and not output
+)

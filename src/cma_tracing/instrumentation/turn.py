@@ -1,0 +1,309 @@
+"""One turn and everything about its span: opening it, the counters it keeps, ending it with its end attributes,
+status, content and metrics.
+
+No event is kept: a turn is counters, a few bounded sets, and capped content. The `SessionTracker` decides when a
+turn opens and ends; this module decides what that records.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, Mapping, Optional
+
+from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from . import attributes as A
+from .attributes import STOP_REASONS, UNKNOWN_STOP
+from .children import ChildTemplates, Subagent, TurnChildren
+from .content import TurnContent
+from .fields import fields_of, get, ns_between, timestamp
+from .metrics import metric_attributes
+from .safety import log_swallowed
+from .telemetry import Telemetry
+
+#: Event ids kept per turn for deduplication, in two generations of this size each. The stream never replays and list
+#: pages feed only the open turn's events, so duplicates (echoes, overlapping pages) fall within the open turn; the
+#: turn that ended last is kept too, for a late echo. A turn's set is as small as the turn, and stays in cache.
+DEDUPE_GENERATION: Final = 1024
+#: Distinct tool names kept per turn.
+MAX_TOOL_NAMES: Final = 64
+#: Client replies sent by this process whose echo has not been seen yet, kept per turn.
+MAX_PENDING_REPLIES: Final = 256
+#: Model requests whose end has not been seen yet, kept per turn.
+MAX_OPEN_REQUESTS: Final = 256
+
+_NO_IDS: Final[frozenset[str]] = frozenset()
+_NO_ATTRIBUTES: Final[dict[str, AttributeValue]] = {}
+_STATUS_OK: Final = Status(StatusCode.OK)
+
+
+class TurnTemplates:
+    """What every turn of a session shares for the current agent attributes: the span's name and start attributes,
+    the turn's metric attributes, and its children's templates. Each turn holds the one it opened with, so agent
+    attributes learnt mid-turn change the next turn, never the one running."""
+
+    __slots__ = ("turn_name", "turn_attributes", "turn_metric_attributes", "children")
+
+    def __init__(self, base: Mapping[str, AttributeValue], start: Mapping[str, AttributeValue]) -> None:
+        self.turn_attributes = {**base, **start}
+        agent_name = self.turn_attributes.get(A.GEN_AI_AGENT_NAME)
+        self.turn_name = f"{A.OP_INVOKE_AGENT} {agent_name}" if agent_name else A.OP_INVOKE_AGENT
+        self.turn_metric_attributes = metric_attributes(A.OP_INVOKE_AGENT, start)
+        self.children = ChildTemplates(start)
+
+
+class Turn:
+    """One unit of the agent's work: its span, and counters (no event is kept)."""
+
+    __slots__ = (
+        "span",
+        "templates",
+        "recorded",
+        "plan",
+        "index",
+        "start_ns",
+        "last_ns",
+        "adopting",
+        "owned_ids",
+        "anchor",
+        "anchor_ns",
+        "pending_replies",
+        "waiting",
+        "first_output_ns",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "model_requests",
+        "open_requests",
+        "tool_calls",
+        "tool_names",
+        "events",
+        "unknown_events",
+        "usage",
+        "error_type",
+        "last_stream_failed",
+        "children",
+        "content",
+        "ended",
+        "seen",
+        "seen_old",
+    )
+
+    def __init__(
+        self, span: Span, templates: TurnTemplates, index: int, start_ns: int, adopting: bool, recorded: bool
+    ) -> None:
+        self.span = span
+        self.templates = templates
+        self.recorded = recorded  # False: nobody records it, so it follows only its lifecycle
+        self.plan: Any = None  # how the session routes each event type to this turn (set by the tracker)
+        self.index = index
+        self.start_ns = start_ns
+        self.last_ns = start_ns
+        self.adopting = adopting  # opened by a send whose response has not named its user.message ids yet
+        self.owned_ids: set[str] = set()
+        self.anchor: Optional[datetime] = None  # processed_at of the turn's own user.message
+        self.anchor_ns = 0  # when the client saw that processed echo on a stream (0: not seen there)
+        self.pending_replies: dict[tuple[str, str], int] = {}  # replies sent, keyed by what they answer
+        self.waiting = False  # idle with requires_action: the client has to answer
+        self.first_output_ns = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
+        self.model_requests = 0
+        self.open_requests: set[str] = set()
+        self.tool_calls = 0
+        self.tool_names: list[str] = []
+        self.events = 0
+        self.unknown_events = 0
+        self.usage: Any = None  # the latest session.usage payload (cumulative, so one is enough)
+        self.error_type: Optional[str] = None  # of the latest session.error
+        self.last_stream_failed = False
+        self.children: Optional[TurnChildren] = None  # None with child_spans=False, or for a turn nobody records
+        self.content: Optional[TurnContent] = None  # None unless content capture is on
+        self.ended = False
+        # Ids of the events routed to this turn, for deduplication, in two generations (the older one frozen).
+        self.seen: set[str] = set()
+        self.seen_old: frozenset[str] | set[str] = _NO_IDS
+
+    def has_seen(self, event_id: str) -> bool:
+        return event_id in self.seen or event_id in self.seen_old
+
+    def remember(self, event_id: str) -> None:
+        seen = self.seen
+        seen.add(event_id)
+        if len(seen) >= DEDUPE_GENERATION:
+            self.seen_old = seen
+            self.seen = set()
+
+    def place(self, subagent: Subagent, stamp: Any, now_ns: int) -> Optional[int]:
+        """Where an event of `subagent`'s thread that nobody saw arrive lies on the client's clock, or None if it
+        came before this turn.
+
+        Its `processed_at` is mapped by the turn's own user.message (the moment its processed echo was seen on the
+        stream when it was, else the turn's start), and moved as a block with the rest of its thread so the first
+        lies within the subagent's span: durations are the server's. Nothing is placed past the subagent's end
+        (`now_ns` while it is open).
+        """
+        at = timestamp(stamp)
+        anchor = self.anchor
+        if at is None or anchor is None or at <= anchor:
+            return None
+        mapped = (self.anchor_ns or self.start_ns) + ns_between(anchor, at)
+        if subagent.shift_ns is None:
+            subagent.shift_ns = max(0, subagent.start_ns - mapped)
+        high = max(subagent.end_ns or now_ns, subagent.start_ns)
+        return min(max(mapped + subagent.shift_ns, subagent.start_ns), high)
+
+
+def open_turn(telemetry: Telemetry, templates: TurnTemplates, index: int, now_ns: int, adopting: bool) -> Turn:
+    """Start a turn's span in the current context (its parent is whatever span the app has current)."""
+    attributes = dict(templates.turn_attributes)
+    attributes[A.TURN_INDEX] = index
+    span = telemetry.tracer.start_span(
+        templates.turn_name, context=None, kind=SpanKind.CLIENT, attributes=attributes, start_time=now_ns
+    )
+    metrics = telemetry.metrics
+    recorded = span.is_recording() or (metrics is not None and metrics.live())
+    content = telemetry.content
+    turn = Turn(span, templates, index, now_ns, adopting, recorded or content.enabled)
+    if telemetry.child_spans and (recorded or content.on_events):
+        # Children of a turn nobody records (and no log records) would record nothing either: not tracked at all.
+        turn.children = TurnChildren(telemetry, span, templates.children)
+    if content.enabled:
+        turn.content = TurnContent(content)
+    return turn
+
+
+def late_turn(telemetry: Telemetry, ended: Turn, subagents: Mapping[str, Subagent]) -> Turn:
+    """A stand-in for a turn that ended with subagents: the events of their threads read after it ended land under
+    their spans as late children. It records no span of its own and holds no SDK span, only contexts."""
+    context = ended.span.get_span_context()
+    stand_in = NonRecordingSpan(context)
+    kept: dict[str, Subagent] = {}
+    for thread_id, subagent in subagents.items():
+        late = Subagent(NonRecordingSpan(subagent.span.get_span_context()), subagent.start_ns)
+        late.end_ns = subagent.end_ns or subagent.start_ns
+        kept[thread_id] = late
+    turn = Turn(stand_in, ended.templates, ended.index, ended.start_ns, False, True)
+    turn.anchor, turn.anchor_ns = ended.anchor, ended.anchor_ns
+    turn.children = TurnChildren(telemetry, stand_in, ended.templates.children, kept)
+    turn.ended = True
+    return turn
+
+
+def end_turn(
+    telemetry: Telemetry,
+    turn: Turn,
+    reason: str,
+    end_ns: int,
+    error_type: Optional[str] = None,
+    error: Optional[BaseException] = None,
+) -> Optional[dict[str, Subagent]]:
+    """End `turn`'s span exactly once with what the stop-reason table says of `reason`, its children still open
+    first. Whatever goes wrong while recording, the span is ended. Returns its subagents (None without any)."""
+    if turn.ended:
+        return None
+    turn.ended = True
+    end_ns = max(end_ns, turn.start_ns)
+    subagents: Optional[dict[str, Subagent]] = None
+    try:
+        if turn.children is not None:
+            subagents = turn.children.end_all(end_ns) or None
+    except Exception:
+        log_swallowed("end_turn children")
+    span = turn.span
+    stop = STOP_REASONS.get(reason, UNKNOWN_STOP)
+    if stop.status == A.Status.ERROR:
+        error_type = error_type or turn.error_type or A.ERROR_TYPE_OTHER
+    elif stop.status == A.Status.ERROR_AFTER_SESSION_ERROR:
+        error_type = turn.error_type
+    else:
+        error_type = None
+    content: Mapping[str, Any] = _NO_ATTRIBUTES
+    try:
+        recording = span.is_recording()
+        if recording or turn.content is not None:
+            attributes = end_attributes(turn, reason, stop.finish_reason)
+            if recording:
+                span.set_attributes(attributes)
+            if turn.content is not None:
+                content = turn.content.messages(stop.finish_reason)
+                if turn.content.policy.on_spans:
+                    span.set_attributes(content)
+        if error_type is not None:
+            span.set_attribute(A.ERROR_TYPE, error_type)
+            description = str(error) if error is not None else error_type
+            span.set_status(Status(StatusCode.ERROR, description[:1024]))
+        elif stop.status == A.Status.OK and recording:
+            span.set_status(_STATUS_OK)
+    except Exception:
+        log_swallowed("end_turn")
+    finally:
+        span.end(end_time=end_ns)
+    try:
+        if content and telemetry.content.on_events:
+            telemetry.emit_content(span, content, end_ns)
+        if telemetry.metrics is not None:
+            attrs = turn.templates.turn_metric_attributes
+            if error_type:
+                attrs = {**attrs, A.ERROR_TYPE: error_type}
+            ttfc = (turn.first_output_ns - turn.start_ns) / 1e9 if turn.first_output_ns else None
+            telemetry.metrics.turn((end_ns - turn.start_ns) / 1e9, ttfc, attrs)
+    except Exception:
+        log_swallowed("end_turn metrics")
+    return subagents
+
+
+def end_attributes(turn: Turn, reason: str, finish_reason: Optional[str]) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {
+        A.GEN_AI_USAGE_INPUT_TOKENS: turn.input_tokens,
+        A.GEN_AI_USAGE_OUTPUT_TOKENS: turn.output_tokens,
+        A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: turn.cache_read_tokens,
+        A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: turn.cache_write_tokens,
+        A.TURN_STOP_REASON: reason,
+        A.TURN_TOOL_CALLS: turn.tool_calls,
+        A.TURN_MODEL_REQUESTS: turn.model_requests,
+        A.TURN_EVENTS: turn.events,
+        A.TURN_UNKNOWN_EVENTS: turn.unknown_events,
+    }
+    if turn.tool_names:
+        attrs[A.TURN_TOOL_NAMES] = turn.tool_names  # the turn is over: the list no longer changes
+    if turn.first_output_ns:
+        attrs[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (turn.first_output_ns - turn.start_ns) / 1e9
+    if finish_reason is not None:
+        attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = [finish_reason]
+    if turn.usage is not None:
+        attrs.update(usage_attributes(turn.usage))
+    return attrs
+
+
+def usage_attributes(usage: Any) -> dict[str, AttributeValue]:
+    """`anthropic.session.usage.<field>` per numeric field (nested joined with dots) and the cost in USD."""
+    attrs: dict[str, AttributeValue] = {}
+    _flatten(usage, A.SESSION_USAGE_PREFIX, attrs, depth=0)
+    cost = get(usage, "list_cost")
+    amount = get(cost, "amount") if cost is not None and not isinstance(cost, (str, int, float)) else cost
+    try:
+        if amount is not None and not isinstance(amount, bool):
+            attrs[A.SESSION_COST_USD] = float(amount) / 100
+    except (TypeError, ValueError):
+        pass
+    return attrs
+
+
+def _flatten(payload: Any, prefix: str, out: dict[str, AttributeValue], depth: int) -> None:
+    for key, value in fields_of(payload).items():
+        if key.__class__ is not str:
+            continue
+        kind = value.__class__
+        if kind is int or kind is float:
+            out[prefix + key] = value
+        elif kind is bool or value is None or isinstance(value, (str, bytes, list, tuple)):
+            continue
+        elif isinstance(value, (int, float)):
+            out[prefix + key] = value
+        elif depth < 4:
+            _flatten(value, f"{prefix}{key}.", out, depth + 1)
