@@ -252,11 +252,7 @@ def thread_of(session: SessionTracker, turn: Turn, event: Any, now_ns: int, orig
 
 def _reply_attributes(event: Any) -> dict[str, AttributeValue]:
     """What a client reply says, without content: which tool it answers and how."""
-    attrs: dict[str, AttributeValue] = {}
-    for key in A.REPLY_EVENT_FIELDS:
-        value = get_str(event, key)
-        if value:
-            attrs[key] = value
+    attrs = _string_fields(event, A.REPLY_EVENT_FIELDS)
     is_error = get(event, A.REPLY_EVENT_IS_ERROR)
     if isinstance(is_error, bool):
         attrs[A.REPLY_EVENT_IS_ERROR] = is_error
@@ -265,8 +261,12 @@ def _reply_attributes(event: Any) -> dict[str, AttributeValue]:
 
 def span_event_attributes(event: Any) -> dict[str, AttributeValue]:
     """What an event recorded as a span event says, without content."""
+    return _string_fields(event, A.SPAN_EVENT_FIELDS)
+
+
+def _string_fields(event: Any, keys: tuple[str, ...]) -> dict[str, AttributeValue]:
     attrs: dict[str, AttributeValue] = {}
-    for key in A.SPAN_EVENT_FIELDS:
+    for key in keys:
         value = get_str(event, key)
         if value:
             attrs[key] = value
