@@ -74,9 +74,11 @@ def test_the_floor_makes_the_same_spans_and_records_as_cma_tracing() -> None:
 
 
 def test_the_turn_spans_only_floor_makes_one_span_per_turn_and_no_records() -> None:
+    """The workload is read as a watching process reads it: `session.status_running` opens a `resume` turn, which
+    adopts the user.message that follows (one `set_attribute`: its trigger)."""
     floor = record_calls(child_spans=False, metrics=False)
     calls = [what for per_event in floor.calls.values() for what, _, _ in per_event]
-    assert Counter(calls) == Counter({"start": 1, "set_attributes": 1, "set_status": 1, "end": 1})
+    assert Counter(calls) == Counter({"start": 1, "set_attribute": 1, "set_attributes": 1, "set_status": 1, "end": 1})
 
 
 def test_every_variant_replays_the_whole_slice() -> None:

@@ -72,9 +72,23 @@ def test_send_with_a_user_message_opens_a_turn_before_the_request() -> None:
 
 def test_a_user_message_on_a_stream_opens_a_turn_when_none_is_open() -> None:
     h = Harness()
-    h.feed([ev.running(), ev.user_message(), ev.agent_message(), ev.idle()])
+    h.feed([ev.user_message(), ev.agent_message(), ev.idle()])
     assert attrs(h.turn())["anthropic.turn.stop_reason"] == "end_turn"
-    assert attrs(h.turn())["anthropic.turn.events"] == 3  # status_running came before the turn opened
+    assert attrs(h.turn())["anthropic.turn.trigger"] == "user.message"
+    assert attrs(h.turn())["anthropic.turn.events"] == 3
+
+
+def test_a_watcher_sees_running_first_opens_a_resume_turn_and_adopts_the_user_message() -> None:
+    """The real order is status_running, thread_status_running, user.message: a process that only watches opens a
+    `resume` turn at the agent's first work, and it takes the user.message that comes before its first model request
+    as its own (trigger `user.message`), rather than being superseded by it."""
+    h = Harness()
+    h.feed([ev.running()])
+    opened = h.now
+    h.feed([ev.user_message(), ev.request_start(), ev.agent_message(), ev.idle()])
+    span = h.turn()
+    assert attrs(span)["anthropic.turn.trigger"] == "user.message"
+    assert span.start_time == opened and attrs(span)["anthropic.turn.events"] == 5
 
 
 def test_a_user_message_not_the_open_turns_own_supersedes_it() -> None:

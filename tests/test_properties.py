@@ -61,6 +61,7 @@ JUNK = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.lists(st.inte
 #: What decides a turn's life, weighted so that sequences like idle(requires_action) -> running -> close come up.
 LIFECYCLE_TYPES = st.sampled_from(
     ["user.message"] * 3
+    + ["user.define_outcome", "span.outcome_evaluation_start", "span.outcome_evaluation_end"] * 2
     + ["session.status_idle"] * 3
     + ["session.status_running"] * 2
     + [
@@ -117,7 +118,14 @@ def steps_of(event: Any) -> Any:
     """One step of an app's life with a session: an event read, a send, a stream opened or ended, a list..."""
     return st.one_of(
         st.tuples(st.just("event"), event),
-        st.tuples(st.just("send"), st.lists(st.one_of(event, st.just(ev.user_message(id=None))), max_size=3)),
+        st.tuples(
+            st.just("send"),
+            st.lists(
+                st.one_of(event, st.just(ev.user_message(id=None)), st.just({"type": "user.define_outcome"})),
+                max_size=3,
+            ),
+        ),
+        st.tuples(st.just("initial"), st.lists(st.one_of(event, st.just(ev.user_message(id=None))), max_size=2)),
         st.tuples(st.just("send_ok"), st.lists(event, max_size=2)),
         st.tuples(st.just("send_fail"), st.none()),
         st.tuples(st.just("open"), st.none()),
@@ -149,6 +157,8 @@ def lifecycle_event(draw: Any) -> Any:
             st.sampled_from(["requires_action", "requires_action", "end_turn", "retries_exhausted", "odd", None])
         )
         body["stop_reason"] = {"type": stop, "event_ids": []} if stop else None
+    if event_type == "span.outcome_evaluation_end":
+        body["result"] = draw(st.sampled_from(["needs_revision", "needs_revision", "satisfied", "failed", "new"]))
     if draw(st.integers(0, 3)) == 0:
         body["session_thread_id"] = draw(st.sampled_from(["sthr_a", "sthr_b"]))
     if draw(st.booleans()):
@@ -188,6 +198,8 @@ def run_steps(tracer: CountingTracer, steps: list[tuple[str, Any]]) -> list[Any]
             tracker.on_event(arg, now)
         elif kind == "send":
             pending.append(tracker.begin_send(arg, now))
+        elif kind == "initial":
+            tracker.begin_initial(arg, now)
         elif kind == "send_ok" and pending:
             tracker.send_succeeded(pending.pop(), {"data": arg})
         elif kind == "send_fail" and pending:

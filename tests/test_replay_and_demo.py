@@ -72,8 +72,9 @@ def test_replay_uses_the_events_own_timestamps() -> None:
     by_name = {s.name: s for s in exporter.get_finished_spans()}
     turn, tool = by_name["invoke_agent"], by_name["execute_tool bash"]
     assert (turn.end_time - turn.start_time) / 1e9 == pytest.approx(
-        38.426503 - 33.422973, abs=1e-3
-    )  # user.message → idle
+        38.426503 - 33.262700, abs=1e-3
+    )  # session.status_running (the agent at work: a watcher's turn opens there) → idle
+    assert dict(turn.attributes or {})["anthropic.turn.trigger"] == "user.message"  # adopted before any request
     assert (tool.end_time - tool.start_time) / 1e9 == pytest.approx(37.310218 - 34.588657, abs=1e-3)
     assert dict(turn.attributes or {})["anthropic.session.id"] == "sesn_x"
 

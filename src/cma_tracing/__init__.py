@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing for Claude Managed Agents: each user turn of a session becomes an `invoke_agent` span."""
+"""OpenTelemetry tracing for Claude Managed Agents: each unit of a session's work becomes an `invoke_agent` span."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ def instrument(
     orphan_timeout_s: Optional[float] = None,
     redact: Optional[Callable[[Any], Any]] = None,
     fetch_subthreads: Optional[bool] = None,
+    evaluation_events: Optional[str] = None,
 ) -> ClaudeManagedAgentsInstrumentor:
     """Patch the `anthropic` SDK and return the instrumentor. `None` means the global providers and the environment,
-    then the defaults: `child_spans=True`, `orphan_timeout_s=300`, `fetch_subthreads=False`, content off.
+    then the defaults: `child_spans=True`, `orphan_timeout_s=300`, `fetch_subthreads=False`, content off,
+    `evaluation_events="span"` (each outcome verdict as a span event; `"log"` or `"both"` for log records).
 
     Idempotent: a second call while instrumented changes nothing (OpenTelemetry logs a warning); to reconfigure,
     `uninstrument()` first.
@@ -39,6 +41,7 @@ def instrument(
         orphan_timeout_s=orphan_timeout_s,
         redact=redact,
         fetch_subthreads=fetch_subthreads,
+        evaluation_events=evaluation_events,
     )
     return instrumentor
 

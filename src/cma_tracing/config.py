@@ -20,6 +20,9 @@ ENV_ORPHAN_TIMEOUT: Final = "CMA_TRACING_ORPHAN_TIMEOUT_S"
 ENV_FETCH_SUBTHREADS: Final = "CMA_TRACING_FETCH_SUBTHREADS"
 ENV_CAPTURE: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_MAX_BYTES: Final = "CMA_TRACING_MAX_CONTENT_BYTES"
+ENV_EVALUATION_EVENTS: Final = "CMA_TRACING_EVALUATION_EVENTS"
+#: Where each outcome verdict goes: (a span event, a log record).
+_EVALUATION_EVENTS: Final = {"span": (True, False), "log": (False, True), "both": (True, True)}
 _TRUE: Final = frozenset({"true", "1", "yes", "on"})
 _FALSE: Final = frozenset({"false", "0", "no", "off"})
 #: Content capture modes: (on spans, in log records).
@@ -39,6 +42,7 @@ class Options:
     orphan_timeout_s: float = DEFAULT_ORPHAN_TIMEOUT_S
     content: ContentPolicy = field(default=OFF)
     fetch_subthreads: bool = False
+    evaluation_events: tuple[bool, bool] = (True, False)  # (as span events, as log records)
 
 
 def options_from(kwargs: Mapping[str, Any]) -> Options:
@@ -52,7 +56,21 @@ def options_from(kwargs: Mapping[str, Any]) -> Options:
         orphan_timeout_s=_seconds(kwargs.get("orphan_timeout_s"), ENV_ORPHAN_TIMEOUT, "orphan_timeout_s"),
         content=content_policy(kwargs.get("capture_content"), kwargs.get("max_content_bytes"), redact),
         fetch_subthreads=_bool(kwargs.get("fetch_subthreads"), ENV_FETCH_SUBTHREADS, "fetch_subthreads", False),
+        evaluation_events=_evaluation_events(kwargs.get("evaluation_events")),
     )
+
+
+def _evaluation_events(value: Any) -> tuple[bool, bool]:
+    source = "evaluation_events"
+    if value is None:
+        value = os.environ.get(ENV_EVALUATION_EVENTS)
+        source = ENV_EVALUATION_EVENTS
+        if value is None or not value.strip():
+            return _EVALUATION_EVENTS["span"]
+    if isinstance(value, str) and value.strip().lower() in _EVALUATION_EVENTS:
+        return _EVALUATION_EVENTS[value.strip().lower()]
+    logger.warning("%s=%r is not one of span, log, both; using span", source, value)
+    return _EVALUATION_EVENTS["span"]
 
 
 def content_policy(

@@ -73,7 +73,9 @@ def telemetry_from(options: Options, kwargs: Mapping[str, Any]) -> Telemetry:
     tracer = _signal("tracer", trace.get_tracer, kwargs.get("tracer_provider"))
     meter = _signal("meter", metrics.get_meter, kwargs.get("meter_provider"))
     policy = options.content
-    log_emitter = _signal("logger", get_logger, kwargs.get("logger_provider")) if policy.on_events else None
+    on_span, as_logs = options.evaluation_events
+    needs_logger = policy.on_events or as_logs
+    log_emitter = _signal("logger", get_logger, kwargs.get("logger_provider")) if needs_logger else None
     # A no-op meter records nothing: skip the calls (and, with a non-recording turn, the child bookkeeping).
     recorder = None
     if meter is not None and not isinstance(meter, NoOpMeter):
@@ -88,6 +90,8 @@ def telemetry_from(options: Options, kwargs: Mapping[str, Any]) -> Telemetry:
         recorder,
         log_emitter,
         options.fetch_subthreads and options.child_spans,
+        on_span,
+        as_logs and log_emitter is not None,
     )
 
 

@@ -12,6 +12,9 @@ from typing import Final, NamedTuple, Optional
 OP_INVOKE_AGENT: Final = "invoke_agent"
 OP_CHAT: Final = "chat"
 OP_EXECUTE_TOOL: Final = "execute_tool"
+OP_EVALUATION: Final = "evaluation"
+OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
+SPAN_WORKFLOW_PHASE: Final = "workflow_phase"
 PROVIDER: Final = "anthropic"
 HTTP_ROUTE_EVENTS: Final = "/v1/sessions/{session_id}/events"
 
@@ -31,6 +34,8 @@ SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 HTTP_ROUTE: Final = "http.route"
 
+TURN_TRIGGER: Final = "anthropic.turn.trigger"
+
 # Known when a turn ends.
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
@@ -47,8 +52,39 @@ TURN_EVENTS: Final = "anthropic.turn.events"
 TURN_UNKNOWN_EVENTS: Final = "anthropic.turn.unknown_events"
 SESSION_COST_USD: Final = "anthropic.session.cost_usd"
 SESSION_USAGE_PREFIX: Final = "anthropic.session.usage."
+TURN_COMPACTIONS: Final = "anthropic.turn.compactions"
 ERROR_TYPE: Final = "error.type"
 ERROR_TYPE_OTHER: Final = "_OTHER"
+
+
+class Trigger:
+    """What opened a turn (`anthropic.turn.trigger`)."""
+
+    USER_MESSAGE: Final = "user.message"
+    DEFINE_OUTCOME: Final = "user.define_outcome"
+    INITIAL_EVENTS: Final = "initial_events"
+    RESUME: Final = "resume"
+
+
+# Outcomes (SPEC §3.4).
+OUTCOME_ID: Final = "anthropic.outcome.id"
+OUTCOME_MAX_ITERATIONS: Final = "anthropic.outcome.max_iterations"
+OUTCOME_RESULT: Final = "anthropic.outcome.result"
+OUTCOME_ITERATIONS: Final = "anthropic.outcome.iterations"
+OUTCOME_ITERATION: Final = "anthropic.outcome.iteration"
+OUTCOME_HEARTBEATS: Final = "anthropic.outcome.heartbeats"
+OUTCOME_RUBRIC: Final = "anthropic.outcome.rubric"
+GEN_AI_EVALUATION_NAME: Final = "gen_ai.evaluation.name"
+GEN_AI_EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"
+GEN_AI_EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
+EVENT_EVALUATION_RESULT: Final = "gen_ai.evaluation.result"
+EVALUATION_NAME_OUTCOME: Final = "outcome"
+SPAN_EVALUATION_OUTCOME: Final = "evaluation outcome"
+#: The default of `user.define_outcome`'s `max_iterations`.
+DEFAULT_MAX_ITERATIONS: Final = 3
+#: Verdicts after which the outcome takes no more steering (`needs_revision` is the one that goes on).
+TERMINAL_VERDICTS: Final = frozenset({"satisfied", "max_iterations_reached", "failed", "interrupted"})
+VERDICT_INTERRUPTED: Final = "interrupted"
 
 # Span events on the turn, and their attributes.
 EVENT_STREAM_ERROR: Final = "stream.error"
@@ -74,6 +110,7 @@ MCP_SERVER_NAME: Final = "anthropic.mcp.server_name"
 TOOL_PERMISSION: Final = "anthropic.tool.permission"
 TOOL_CONFIRMATION: Final = "anthropic.tool.confirmation"
 MODEL_REQUEST_SPEED: Final = "anthropic.model_request.speed"
+GEN_AI_CONVERSATION_COMPACTED: Final = "gen_ai.conversation.compacted"
 SESSION_THREAD_ID: Final = "anthropic.session.thread_id"
 SPAN_INCOMPLETE: Final = "anthropic.span.incomplete"
 ERROR_TYPE_TOOL: Final = "tool_error"
@@ -92,6 +129,7 @@ METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
 METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
 METRIC_TOOL_DURATION: Final = "gen_ai.execute_tool.duration"
+METRIC_WORKFLOW_DURATION: Final = "gen_ai.invoke_workflow.duration"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 TOKEN_TYPE_INPUT: Final = "input"
 TOKEN_TYPE_OUTPUT: Final = "output"

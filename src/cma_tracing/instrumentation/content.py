@@ -98,33 +98,36 @@ def plain(value: Any) -> Any:
 
 
 class TurnContent:
-    """The turn's input and output parts, kept within the byte budget as they arrive."""
+    """The turn's input messages and output parts, kept within the byte budget as they arrive, and the few other
+    content attributes of a turn (an outcome's rubric, the agent's system prompt and tool definitions)."""
 
-    __slots__ = ("policy", "input", "output", "_budget", "truncated")
+    __slots__ = ("policy", "input", "output", "extra", "_budget", "truncated")
 
     def __init__(self, policy: ContentPolicy) -> None:
         self.policy = policy
-        self.input: list[dict[str, Any]] = []
+        self.input: list[dict[str, Any]] = []  # semconv messages: {"role", "parts"}
         self.output: list[dict[str, Any]] = []
+        self.extra: dict[str, str] = {}  # attribute -> recorded value
         self._budget = policy.max_bytes  # a rough bound on what is held (characters of text and arguments)
         self.truncated = False
 
-    def add_input(self, event: Any) -> None:
-        for part in text_parts(get(event, "content")):
-            self._keep(self.input, part)
+    def add_input(self, event: Any, role: str = "user") -> None:
+        self.add_input_parts(text_parts(get(event, "content")), role)
+
+    def add_input_parts(self, parts: list[dict[str, Any]], role: str = "user") -> None:
+        if not parts:
+            return
+        if not self.input or self.input[-1]["role"] != role:
+            self.input.append({"role": role, "parts": []})
+        for part in parts:
+            self._keep(self.input[-1]["parts"], part)
 
     def add_output_text(self, event: Any) -> None:
         for part in text_parts(get(event, "content")):
             self._keep(self.output, part)
 
     def add_tool_call(self, event: Any) -> None:
-        part = {
-            "type": "tool_call",
-            "id": get_str(event, "id"),
-            "name": get_str(event, "name"),
-            "arguments": plain(get(event, "input")),
-        }
-        self._keep(self.output, part)
+        self._keep(self.output, tool_call_part(event))
 
     def _keep(self, into: list[dict[str, Any]], part: dict[str, Any]) -> None:
         if self._budget <= 0:
@@ -144,21 +147,39 @@ class TurnContent:
         into.append(part)
 
     def messages(self, finish_reason: Optional[str]) -> dict[str, Any]:
-        """`gen_ai.input.messages` / `gen_ai.output.messages` as compact JSON, and the truncation mark."""
-        attrs: dict[str, Any] = {}
+        """`gen_ai.input.messages` / `gen_ai.output.messages` as compact JSON, the other content attributes, and the
+        truncation mark."""
+        attrs: dict[str, Any] = dict(self.extra)
         truncated = self.truncated
-        if self.input:
-            attrs[A.GEN_AI_INPUT_MESSAGES], cut_in = self.policy.encode([{"role": "user", "parts": self.input}])
+        inputs = [message for message in self.input if message["parts"]]
+        if inputs:
+            attrs[A.GEN_AI_INPUT_MESSAGES], cut_in = self.policy.encode(inputs)
             truncated = truncated or cut_in
         if self.output:
-            message: dict[str, Any] = {"role": "assistant", "parts": self.output}
-            if finish_reason:
-                message["finish_reason"] = finish_reason
-            attrs[A.GEN_AI_OUTPUT_MESSAGES], cut_out = self.policy.encode([message])
+            attrs[A.GEN_AI_OUTPUT_MESSAGES], cut_out = output_messages(self.policy, self.output, finish_reason)
             truncated = truncated or cut_out
         if truncated:
             attrs[A.CONTENT_TRUNCATED] = True
         return attrs
+
+
+def tool_call_part(event: Any) -> dict[str, Any]:
+    return {
+        "type": "tool_call",
+        "id": get_str(event, "id"),
+        "name": get_str(event, "name"),
+        "arguments": plain(get(event, "input")),
+    }
+
+
+def output_messages(
+    policy: ContentPolicy, parts: list[dict[str, Any]], finish_reason: Optional[str]
+) -> tuple[str, bool]:
+    """One assistant message of `parts`, encoded and cut."""
+    message: dict[str, Any] = {"role": "assistant", "parts": parts}
+    if finish_reason:
+        message["finish_reason"] = finish_reason
+    return policy.encode([message])
 
 
 def tool_value(policy: ContentPolicy, value: Any) -> Optional[tuple[str, bool]]:

@@ -72,7 +72,10 @@ class Role(NamedTuple):
     `session_level` events speak for the whole session (they open, end or describe the turn); on a subagent thread's
     own feed they are only counted. A `lifecycle` handler opens, ends or holds the turn open: it runs even for a turn
     nobody records (a sampled-out or no-op span, no meter, no content capture), where the other handlers, which only
-    feed attributes, metrics, content and child spans, do not. `tool_type` is a tool use's `gen_ai.tool.type`.
+    feed attributes, metrics, content and child spans, do not; `lifecycle_handler` names the `SessionTracker` method
+    such a turn runs instead of a recording `handler`, for what the turn's lifecycle needs of that event. `resumes`:
+    agent work that opens a `resume` turn when it arrives on the session's stream with none open. `tool_type` is a
+    tool use's `gen_ai.tool.type`.
     """
 
     handler: Optional[str] = None
@@ -81,6 +84,8 @@ class Role(NamedTuple):
     session_level: bool = False
     lifecycle: bool = False
     opens: bool = False
+    resumes: bool = False
+    lifecycle_handler: Optional[str] = None
     tool_type: Optional[str] = None
 
 
@@ -93,24 +98,24 @@ EVENT_ROLES: Final[dict[str, Role]] = {
     USER_TOOL_CONFIRMATION: _REPLY,
     USER_CUSTOM_TOOL_RESULT: _REPLY,
     USER_TOOL_RESULT: _NONE,
-    USER_DEFINE_OUTCOME: _NONE,
+    USER_DEFINE_OUTCOME: Role("on_user_message", session_level=True, lifecycle=True, opens=True),
     SYSTEM_MESSAGE: _NONE,
-    AGENT_MESSAGE: Role("on_agent_message", output=True),
-    AGENT_THINKING: Role(output=True),
-    AGENT_TOOL_USE: Role("on_tool_use", output=True, tool_type=A.TOOL_TYPE_EXTENSION),
-    AGENT_MCP_TOOL_USE: Role("on_tool_use", output=True, tool_type=A.TOOL_TYPE_EXTENSION),
-    AGENT_CUSTOM_TOOL_USE: Role("on_tool_use", output=True, tool_type=A.TOOL_TYPE_FUNCTION),
+    AGENT_MESSAGE: Role("on_agent_message", output=True, resumes=True),
+    AGENT_THINKING: Role(output=True, resumes=True),
+    AGENT_TOOL_USE: Role("on_tool_use", output=True, resumes=True, tool_type=A.TOOL_TYPE_EXTENSION),
+    AGENT_MCP_TOOL_USE: Role("on_tool_use", output=True, resumes=True, tool_type=A.TOOL_TYPE_EXTENSION),
+    AGENT_CUSTOM_TOOL_USE: Role("on_tool_use", output=True, resumes=True, tool_type=A.TOOL_TYPE_FUNCTION),
     AGENT_TOOL_RESULT: Role("on_tool_result"),
     AGENT_MCP_TOOL_RESULT: Role("on_tool_result"),
     AGENT_THREAD_MESSAGE_SENT: Role(span_event=True),
     AGENT_THREAD_MESSAGE_RECEIVED: Role(span_event=True),
     AGENT_THREAD_CONTEXT_COMPACTED: _NONE,
-    MODEL_REQUEST_START: Role("on_model_request_start"),
+    MODEL_REQUEST_START: Role("on_model_request_start", resumes=True, lifecycle_handler="on_work"),
     MODEL_REQUEST_END: Role("on_model_request_end"),
-    OUTCOME_EVALUATION_START: _NONE,
-    OUTCOME_EVALUATION_ONGOING: _NONE,
-    OUTCOME_EVALUATION_END: _NONE,
-    SESSION_STATUS_RUNNING: Role("on_running", session_level=True, lifecycle=True),
+    OUTCOME_EVALUATION_START: Role("on_evaluation_start", session_level=True),
+    OUTCOME_EVALUATION_ONGOING: Role("on_evaluation_ongoing", session_level=True),
+    OUTCOME_EVALUATION_END: Role("on_evaluation_end", session_level=True, lifecycle_handler="on_verdict"),
+    SESSION_STATUS_RUNNING: Role("on_running", session_level=True, lifecycle=True, resumes=True),
     SESSION_STATUS_IDLE: Role("on_idle", session_level=True, lifecycle=True),
     SESSION_STATUS_RESCHEDULED: Role(span_event=True, session_level=True),
     SESSION_STATUS_TERMINATED: Role("on_terminated", session_level=True, lifecycle=True),

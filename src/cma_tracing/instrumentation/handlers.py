@@ -19,9 +19,11 @@ from .event_table import (
     THREAD_STATUS_IDLE,
     THREAD_STATUS_TERMINATED,
     USER_CUSTOM_TOOL_RESULT,
+    USER_INTERRUPT,
     USER_TOOL_CONFIRMATION,
 )
 from .fields import as_int, fields_of, get, get_str
+from .outcomes import Outcome
 from .turn import MAX_OPEN_REQUESTS, MAX_PENDING_REPLIES, MAX_TOOL_NAMES, Turn
 
 if TYPE_CHECKING:
@@ -50,16 +52,22 @@ def on_user_reply(
 ) -> None:
     """The echo of a client reply: recorded unless this process sent it (its send recorded it already)."""
     event_type = get(event, "type")
+    if not was_sent(turn, event, event_type):
+        record_reply(turn, event, event_type, now_ns)
+
+
+def was_sent(turn: Turn, event: Any, event_type: Any) -> bool:
+    """Whether this process sent the reply an echo repeats (and its send recorded it): then the echo is not news."""
     key = reply_key(event, event_type)
     pending = turn.pending_replies
     count = pending.get(key)
-    if count:
-        if count == 1:
-            del pending[key]
-        else:
-            pending[key] = count - 1
-        return
-    record_reply(turn, event, event_type, now_ns)
+    if not count:
+        return False
+    if count == 1:
+        del pending[key]
+    else:
+        pending[key] = count - 1
+    return True
 
 
 def reply_sent(turn: Turn, event: Any, event_type: str, now_ns: int) -> None:
@@ -84,6 +92,8 @@ def record_reply(turn: Turn, event: Any, event_type: str, now_ns: int) -> None:
     """A reply is a span event on the turn; a custom tool's result ends its span, a confirmation is noted on its
     span and a denial ends it."""
     turn.span.add_event(event_type, _reply_attributes(event), now_ns)
+    if event_type == USER_INTERRUPT and turn.outcome is not None:
+        turn.outcome.interrupt()
     children = turn.children
     if children is None:
         return
@@ -125,6 +135,7 @@ def on_tool_result(
 def on_model_request_start(
     session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
 ) -> None:
+    turn.adoptable = False
     turn.model_requests += 1
     if event_id is not None and len(turn.open_requests) < MAX_OPEN_REQUESTS:
         turn.open_requests.add(event_id)
@@ -157,6 +168,34 @@ def on_model_request_end(
     if children is not None:
         thread_id = thread_of(session, turn, event, now_ns, origin)
         children.request_ended(start_id, counts, tokens, get(event, "is_error") is True, thread_id, now_ns)
+
+
+# -- outcome evaluations -------------------------------------------------------------------------------------------
+
+
+def on_evaluation_start(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    if turn.outcome is None:  # a turn that attached mid-outcome learns it from the grader
+        turn.outcome = Outcome(event, steerable=False)
+        turn.span.set_attributes(turn.outcome.start_attributes())
+    turn.outcome.evaluation_started(session.telemetry, turn, event, event_id, now_ns)
+
+
+def on_evaluation_ongoing(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    if turn.outcome is not None:
+        turn.outcome.heartbeat(event)
+
+
+def on_evaluation_end(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    if turn.outcome is None:
+        turn.outcome = Outcome(event, steerable=False)
+        turn.span.set_attributes(turn.outcome.start_attributes())
+    turn.outcome.evaluation_ended(session.telemetry, turn, event, now_ns)
 
 
 # -- the session's errors and usage ------------------------------------------------------------------------------

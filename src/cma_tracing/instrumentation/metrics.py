@@ -23,13 +23,13 @@ class Metrics:
         self.operation_duration: Histogram = meter.create_histogram(
             A.METRIC_OPERATION_DURATION,
             unit="s",
-            description="Duration of GenAI operations: agent turns and model requests",
+            description="Duration of GenAI operations: agent turns, model requests and outcome evaluation cycles",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
         self.token_usage: Histogram = meter.create_histogram(
             A.METRIC_TOKEN_USAGE,
             unit="{token}",
-            description="Tokens used per model request",
+            description="Tokens used per model request and outcome evaluation cycle",
             explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
         )
         self.time_to_first_chunk: Histogram = meter.create_histogram(
@@ -72,6 +72,10 @@ class Metrics:
             output_tokens,
             MetricAttributes({**attributes, A.ERROR_TYPE: A.ERROR_TYPE_MODEL_REQUEST}),
         )
+
+    def evaluation(self, seconds: float, input_tokens: int, output_tokens: int, attributes: MetricAttributes) -> None:
+        """One outcome evaluation cycle: its duration and the grader's tokens."""
+        self.model_request(seconds, input_tokens, output_tokens, attributes)
 
     def tool(self, seconds: float, attributes: Mapping[str, AttributeValue]) -> None:
         self.tool_duration.record(seconds, attributes)

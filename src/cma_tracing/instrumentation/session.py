@@ -17,7 +17,17 @@ from opentelemetry.util.types import AttributeValue
 from . import attributes as A
 from . import handlers
 from .attributes import StopReason
-from .event_table import EVENT_ROLES, OPENING_TYPES, REPLY_TYPES, SESSION_STATUS_IDLE, USER_MESSAGE
+from .attributes import Trigger
+from .event_table import (
+    EVENT_ROLES,
+    OPENING_TYPES,
+    REPLY_TYPES,
+    SESSION_STATUS_IDLE,
+    SESSION_STATUS_RUNNING,
+    USER_DEFINE_OUTCOME,
+    USER_MESSAGE,
+)
+from .outcomes import Outcome, outcome_content
 from .fields import as_list, get, get_str, timestamp, type_and_id
 from .safety import log_swallowed, never_raises
 from .telemetry import Telemetry
@@ -41,8 +51,8 @@ class _Everything(frozenset[str]):
 _SKIP_ALL: Final = _Everything()
 
 Handler = Callable[..., None]
-#: type -> (handler, output, span_event, session_level, opens): the table of `event_table`, resolved.
-Plan = dict[str, tuple[Optional[Handler], bool, bool, bool, bool]]
+#: type -> (handler, output, span_event, session_level, opens, resumes): the table of `event_table`, resolved.
+Plan = dict[str, tuple[Optional[Handler], bool, bool, bool, bool, bool]]
 
 
 class SessionTracker:
@@ -158,7 +168,7 @@ class SessionTracker:
                         turn.unknown_events += 1
                         turn.last_ns = now_ns
                     return
-                handler, output, span_event, session_level, opens = role
+                handler, output, span_event, session_level, opens, resumes = role
                 if session_level and origin.thread_id is not None:
                     handler = None
                     span_event = False
@@ -172,7 +182,11 @@ class SessionTracker:
                         turn = self.turn
                     handler = None
                 if turn is None:
-                    return
+                    if not resumes or origin is not STREAM:
+                        return
+                    turn = self._resume(fields, event_type, now_ns)
+                    if turn is None:
+                        return
                 if event_id is not None:
                     seen = turn.seen  # `Turn.remember`, inlined
                     seen.add(event_id)
@@ -286,41 +300,59 @@ class SessionTracker:
 
     @never_raises
     def begin_send(self, events: Any, now_ns: int) -> Optional[Send]:
-        """Before a send's HTTP request: open a turn for a user.message, or join the open one. Returns the send's
-        turn (to make current while it runs, so its HTTP span nests under the turn) and whether it opened it."""
-        types = [get_str(e, "type") for e in events] if isinstance(events, (list, tuple)) else []
+        """Before a send's HTTP request: open a turn for a user.message or user.define_outcome, steer an outcome, or
+        join the open turn. Returns the send's turn (to make current while it runs, so its HTTP span nests under the
+        turn) and whether it opened it."""
+        events = list(events) if isinstance(events, (list, tuple)) else []
+        types = [get_str(e, "type") for e in events]
         with self._lock:
             if self.detached:
                 return None
-            if any(t in OPENING_TYPES for t in types):
-                if self.turn is not None:
-                    self._end(self.turn, StopReason.SUPERSEDED, now_ns)
-                opened = self._open(now_ns, adopting=True)
-                if opened.content is not None:
-                    for event, event_type in zip(events, types):
-                        if event_type == USER_MESSAGE:
-                            opened.content.add_input(event)
-                return Send(opened, True)
             turn = self.turn
+            if any(t in OPENING_TYPES for t in types) and not (
+                turn is not None and _steering(turn) and USER_DEFINE_OUTCOME not in types
+            ):
+                if turn is not None:
+                    self._end(turn, StopReason.SUPERSEDED, now_ns)
+                return Send(self._open_with(events, types, now_ns, Trigger.USER_MESSAGE), True)
             if turn is None:
                 return None
             turn.last_ns = now_ns
             for event, event_type in zip(events, types):
-                if event_type in REPLY_TYPES:
+                if event_type in REPLY_TYPES or event_type == USER_MESSAGE:  # a steering user.message is one too
                     handlers.reply_sent(turn, event, event_type, now_ns)
+                    self._add_input(turn, event)
             return Send(turn, False)
 
     @never_raises
+    def begin_initial(self, events: Any, now_ns: int) -> None:
+        """A `sessions.create(initial_events=...)` that succeeded: its user.message or user.define_outcome opens the
+        new session's first turn (trigger `initial_events`), which owns the first such echo it sees."""
+        events = list(events) if isinstance(events, (list, tuple)) else []
+        types = [get_str(e, "type") for e in events]
+        if not any(t in OPENING_TYPES for t in types):
+            return
+        with self._lock:
+            if self.detached:
+                return
+            if self.turn is not None:
+                self._end(self.turn, StopReason.SUPERSEDED, now_ns)
+            self._open_with(events, types, now_ns, Trigger.INITIAL_EVENTS)
+
+    @never_raises
     def send_succeeded(self, send: Optional[Send], response: Any) -> None:
-        """The send's response echoes each event with its id: the turn it opened owns its user.message ids."""
+        """The send's response echoes each event with its id: the turn it opened owns its user events' ids."""
         if send is None or not send.opened:
             return
         with self._lock:
             turn = send.turn
             for echo in as_list(get(response, "data")):
                 event_id = get_str(echo, "id")
-                if event_id is not None and get(echo, "type") == USER_MESSAGE:
+                event_type = get(echo, "type")
+                if event_id is not None and event_type in OPENING_TYPES:
                     turn.owned_ids.add(event_id)
+                    if turn.outcome is not None and event_type == USER_DEFINE_OUTCOME:
+                        turn.outcome.learn_id(turn, echo)
             turn.adopting = False
 
     @never_raises
@@ -441,6 +473,10 @@ class SessionTracker:
                 current.update(attributes)
                 self._templates = None
 
+    @property
+    def telemetry(self) -> Telemetry:
+        return self._telemetry
+
     def start_attributes(self) -> dict[str, AttributeValue]:
         with self._lock:
             return dict(self._start_attributes)
@@ -450,22 +486,62 @@ class SessionTracker:
     def _on_user_message(
         self, turn: Optional[Turn], event: Any, event_id: Optional[str], now_ns: int, origin: Origin
     ) -> None:
+        """A user.message or user.define_outcome on a feed: the open turn's own, one it adopts, an outcome's
+        steering, or the start of a new turn."""
+        is_outcome = get(event, "type") == USER_DEFINE_OUTCOME
         if turn is not None:
             if event_id is not None and event_id in turn.owned_ids:
                 self._anchor(turn, event, now_ns, origin)
+                if is_outcome and turn.outcome is not None:
+                    turn.outcome.learn_id(turn, event)
                 return
-            if turn.adopting:
+            if turn.adopting or turn.adoptable:
+                self._adopt(turn, event, event_id, now_ns, origin, is_outcome)
+                return
+            if not is_outcome and _steering(turn):
                 if event_id is not None:
                     turn.owned_ids.add(event_id)
-                self._anchor(turn, event, now_ns, origin)
+                if not handlers.was_sent(turn, event, USER_MESSAGE):
+                    handlers.record_reply(turn, event, USER_MESSAGE, now_ns)
+                    if turn.content is not None:
+                        turn.content.add_input(event)
                 return
             self._end(turn, StopReason.SUPERSEDED, now_ns)
-        new = self._open(now_ns, adopting=False)
+        new = self._open_with([event], [get_str(event, "type")], now_ns, Trigger.USER_MESSAGE, adopting=False)
         if event_id is not None:
             new.owned_ids.add(event_id)
         self._anchor(new, event, now_ns, origin)
-        if new.content is not None:
-            new.content.add_input(event)
+
+    def _adopt(
+        self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin, is_outcome: bool
+    ) -> None:
+        """A turn opened before its user event was seen takes it as its own: a send's (until the response names its
+        ids), an `initial_events` one's (the first it sees), or a `resume` turn's before its first model request."""
+        if event_id is not None:
+            turn.owned_ids.add(event_id)
+        self._anchor(turn, event, now_ns, origin)
+        if turn.trigger == Trigger.INITIAL_EVENTS:
+            turn.adopting = False
+        if turn.adoptable:
+            turn.adoptable = False
+            turn.trigger = Trigger.DEFINE_OUTCOME if is_outcome else Trigger.USER_MESSAGE
+            turn.span.set_attribute(A.TURN_TRIGGER, turn.trigger)
+            if is_outcome:
+                turn.outcome = Outcome(event)
+                turn.span.set_attributes(turn.outcome.start_attributes())
+            self._add_input(turn, event)
+        elif is_outcome and turn.outcome is not None:
+            turn.outcome.learn_id(turn, event)
+
+    def _on_work(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
+        """A turn nobody records still needs to know its first model request: a `resume` turn adopts no user event
+        after it."""
+        turn.adoptable = False
+
+    def _on_verdict(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
+        """A turn nobody records still needs to know a terminal verdict: steering no longer joins the outcome."""
+        if turn.outcome is not None:
+            turn.outcome.verdict(event)
 
     def _on_running(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
         turn.waiting = False
@@ -497,17 +573,56 @@ class SessionTracker:
             if origin is STREAM:
                 turn.anchor_ns = now_ns
 
-    def _open(self, now_ns: int, adopting: bool) -> Turn:
+    def _open(self, now_ns: int, adopting: bool, trigger: str, outcome: Optional[Outcome] = None) -> Turn:
         templates = self._templates
         if templates is None:
             templates = self._templates = TurnTemplates(self._base_attributes, self._start_attributes)
         self.turn_count += 1
-        turn = open_turn(self._telemetry, templates, self.turn_count, now_ns, adopting)
+        turn = open_turn(self._telemetry, templates, self.turn_count, now_ns, adopting, trigger, outcome)
         # A turn nobody records (a no-op tracer or a sampled-out turn, no meter, no content capture) follows only its
         # lifecycle: its tokens, tools, children and span events would go nowhere.
         turn.plan = _DISPATCH if turn.recorded else _LIFECYCLE
         self._skip = _NO_IDS if turn.recorded else _LIFECYCLE_SKIPS
         self.turn = turn
+        return turn
+
+    def _open_with(
+        self, events: list[Any], types: list[Optional[str]], now_ns: int, trigger: str, adopting: bool = True
+    ) -> Turn:
+        """Open a turn for the user events that start it (sent, created with the session, or seen): an outcome's
+        turn when one is a user.define_outcome. Its content input is theirs."""
+        outcome: Optional[Outcome] = None
+        for event, event_type in zip(events, types):
+            if event_type == USER_DEFINE_OUTCOME:
+                outcome = Outcome(event)
+                break
+        if trigger == Trigger.USER_MESSAGE and outcome is not None:
+            trigger = Trigger.DEFINE_OUTCOME
+        turn = self._open(now_ns, adopting, trigger, outcome)
+        for event in events:
+            self._add_input(turn, event)
+        return turn
+
+    def _add_input(self, turn: Turn, event: Any) -> None:
+        if turn.content is None:
+            return
+        event_type = get(event, "type")
+        if event_type == USER_MESSAGE:
+            turn.content.add_input(event)
+        elif event_type == USER_DEFINE_OUTCOME:
+            outcome_content(turn, event)
+
+    def _resume(self, fields: Any, event_type: Any, now_ns: int) -> Optional[Turn]:
+        """Agent work on the session's stream with no turn open: the agent resumed on its own (a budget raise, a
+        workflow run that ended, a deployment's session, a process that attached mid-turn). A subagent's
+        cross-posted work opens nothing."""
+        if self.detached:
+            return None
+        thread_id = fields.get("session_thread_id") if isinstance(fields, dict) else None
+        if thread_id is not None and thread_id != self.primary_thread:
+            return None
+        turn = self._open(now_ns, False, Trigger.RESUME)
+        turn.adoptable = event_type == SESSION_STATUS_RUNNING
         return turn
 
     def _end(
@@ -541,6 +656,13 @@ class SessionTracker:
         return Next.DROP if self.claims == 0 else Next.NOTHING
 
 
+def _steering(turn: Turn) -> bool:
+    """Whether a user.message now steers the turn's outcome (one with no terminal verdict yet) rather than starting
+    a new turn."""
+    outcome = turn.outcome
+    return outcome is not None and outcome.steerable and not outcome.terminal
+
+
 def _resolve(name: Optional[str], lifecycle: bool) -> Optional[Handler]:
     if name is None:
         return None
@@ -556,21 +678,21 @@ _DISPATCH: Final[Plan] = {
         role.span_event,
         role.session_level,
         role.opens,
+        role.resumes,
     )
     for event_type, role in EVENT_ROLES.items()
 }
-#: The same for a turn nobody records: only what opens, ends or holds the turn open.
+#: The same for a turn nobody records: only what opens, ends or holds the turn open, and what its lifecycle needs.
 _LIFECYCLE: Final[Plan] = {
     event_type: (
-        _resolve(role.handler, role.lifecycle) if role.lifecycle else None,
+        _resolve(role.handler, True) if role.lifecycle else _resolve(role.lifecycle_handler, True),
         role.output,
         False,
         role.session_level,
         role.opens,
+        role.resumes,
     )
     for event_type, role in EVENT_ROLES.items()
 }
 #: The types such a turn does nothing with: no lifecycle handler, not agent output.
-_LIFECYCLE_SKIPS: Final = frozenset(
-    t for t, (handler, output, _, _, _) in _LIFECYCLE.items() if not handler and not output
-)
+_LIFECYCLE_SKIPS: Final = frozenset(t for t, (handler, output, *_) in _LIFECYCLE.items() if not handler and not output)

@@ -18,7 +18,8 @@ from .attributes import STOP_REASONS, UNKNOWN_STOP
 from .children import ChildTemplates, Subagent, TurnChildren
 from .content import TurnContent
 from .fields import fields_of, get, ns_between, timestamp
-from .metrics import metric_attributes
+from .metrics import MetricAttributes, metric_attributes
+from .outcomes import Outcome
 from .safety import log_swallowed
 from .telemetry import Telemetry
 
@@ -43,13 +44,17 @@ class TurnTemplates:
     the turn's metric attributes, and its children's templates. Each turn holds the one it opened with, so agent
     attributes learnt mid-turn change the next turn, never the one running."""
 
-    __slots__ = ("turn_name", "turn_attributes", "turn_metric_attributes", "children")
+    __slots__ = ("turn_name", "turn_attributes", "turn_metric_attributes", "evaluation_metric_attributes", "children")
 
     def __init__(self, base: Mapping[str, AttributeValue], start: Mapping[str, AttributeValue]) -> None:
         self.turn_attributes = {**base, **start}
         agent_name = self.turn_attributes.get(A.GEN_AI_AGENT_NAME)
         self.turn_name = f"{A.OP_INVOKE_AGENT} {agent_name}" if agent_name else A.OP_INVOKE_AGENT
         self.turn_metric_attributes = metric_attributes(A.OP_INVOKE_AGENT, start)
+        # The grader's model is not the agent's: an evaluation's metrics name the agent only.
+        self.evaluation_metric_attributes = MetricAttributes(
+            metric_attributes(A.OP_EVALUATION, {A.GEN_AI_AGENT_NAME: agent_name} if agent_name else {})
+        )
         self.children = ChildTemplates(start)
 
 
@@ -60,6 +65,10 @@ class Turn:
         "span",
         "templates",
         "recorded",
+        "trigger",
+        "adoptable",
+        "outcome",
+        "compactions",
         "plan",
         "index",
         "start_ns",
@@ -92,11 +101,24 @@ class Turn:
     )
 
     def __init__(
-        self, span: Span, templates: TurnTemplates, index: int, start_ns: int, adopting: bool, recorded: bool
+        self,
+        span: Span,
+        templates: TurnTemplates,
+        index: int,
+        start_ns: int,
+        adopting: bool,
+        recorded: bool,
+        trigger: str = A.Trigger.USER_MESSAGE,
     ) -> None:
         self.span = span
         self.templates = templates
         self.recorded = recorded  # False: nobody records it, so it follows only its lifecycle
+        self.trigger = trigger
+        # A `resume` turn opened by `session.status_running` takes a user event that comes before its first model
+        # request as its own, rather than being superseded by it.
+        self.adoptable = False
+        self.outcome: Optional[Outcome] = None  # only for a turn a user.define_outcome opened
+        self.compactions = 0
         self.plan: Any = None  # how the session routes each event type to this turn (set by the tracker)
         self.index = index
         self.start_ns = start_ns
@@ -158,17 +180,29 @@ class Turn:
         return min(max(mapped + subagent.shift_ns, subagent.start_ns), high)
 
 
-def open_turn(telemetry: Telemetry, templates: TurnTemplates, index: int, now_ns: int, adopting: bool) -> Turn:
+def open_turn(
+    telemetry: Telemetry,
+    templates: TurnTemplates,
+    index: int,
+    now_ns: int,
+    adopting: bool,
+    trigger: str,
+    outcome: Optional[Outcome] = None,
+) -> Turn:
     """Start a turn's span in the current context (its parent is whatever span the app has current)."""
     attributes = dict(templates.turn_attributes)
     attributes[A.TURN_INDEX] = index
+    attributes[A.TURN_TRIGGER] = trigger
+    if outcome is not None:
+        attributes.update(outcome.start_attributes())
     span = telemetry.tracer.start_span(
         templates.turn_name, context=None, kind=SpanKind.CLIENT, attributes=attributes, start_time=now_ns
     )
     metrics = telemetry.metrics
     recorded = span.is_recording() or (metrics is not None and metrics.live())
     content = telemetry.content
-    turn = Turn(span, templates, index, now_ns, adopting, recorded or content.enabled)
+    turn = Turn(span, templates, index, now_ns, adopting, recorded or content.enabled, trigger)
+    turn.outcome = outcome
     if telemetry.child_spans and (recorded or content.on_events):
         # Children of a turn nobody records (and no log records) would record nothing either: not tracked at all.
         turn.children = TurnChildren(telemetry, span, templates.children)
@@ -187,7 +221,7 @@ def late_turn(telemetry: Telemetry, ended: Turn, subagents: Mapping[str, Subagen
         late = Subagent(NonRecordingSpan(subagent.span.get_span_context()), subagent.start_ns)
         late.end_ns = subagent.end_ns or subagent.start_ns
         kept[thread_id] = late
-    turn = Turn(stand_in, ended.templates, ended.index, ended.start_ns, False, True)
+    turn = Turn(stand_in, ended.templates, ended.index, ended.start_ns, False, True, ended.trigger)
     turn.anchor, turn.anchor_ns = ended.anchor, ended.anchor_ns
     turn.children = TurnChildren(telemetry, stand_in, ended.templates.children, kept)
     turn.ended = True
@@ -209,7 +243,10 @@ def end_turn(
     turn.ended = True
     end_ns = max(end_ns, turn.start_ns)
     subagents: Optional[dict[str, Subagent]] = None
+    outcome_attributes: Optional[dict[str, AttributeValue]] = None
     try:
+        if turn.outcome is not None:
+            outcome_attributes = turn.outcome.end(end_ns)
         if turn.children is not None:
             subagents = turn.children.end_all(end_ns) or None
     except Exception:
@@ -227,6 +264,8 @@ def end_turn(
         recording = span.is_recording()
         if recording or turn.content is not None:
             attributes = end_attributes(turn, reason, stop.finish_reason)
+            if outcome_attributes:
+                attributes.update(outcome_attributes)
             if recording:
                 span.set_attributes(attributes)
             if turn.content is not None:
@@ -271,6 +310,8 @@ def end_attributes(turn: Turn, reason: str, finish_reason: Optional[str]) -> dic
     }
     if turn.tool_names:
         attrs[A.TURN_TOOL_NAMES] = turn.tool_names  # the turn is over: the list no longer changes
+    if turn.compactions:
+        attrs[A.TURN_COMPACTIONS] = turn.compactions
     if turn.first_output_ns:
         attrs[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (turn.first_output_ns - turn.start_ns) / 1e9
     if finish_reason is not None:

@@ -1,14 +1,16 @@
-"""`SessionsPatcher`: reads agent metadata from `sessions.create` / `retrieve` responses the app already gets.
+"""`SessionsPatcher`: reads agent metadata from `sessions.create` / `retrieve` responses the app already gets, and
+opens the first turn of a session created with `initial_events`.
 
 The instrumentation never makes an API call of its own for it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Final
+import time
+from typing import Any, Callable, Final, Mapping
 
 import wrapt
-from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from ..instrumentation.agents import agent_attributes
 from ..instrumentation.fields import get_str
@@ -39,16 +41,24 @@ class SessionsPatcher:
 
     def _sync(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         session = wrapped(*args, **kwargs)
-        self._remember(session)
+        self._remember(session, kwargs)
         return session
 
     async def _async(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         session = await wrapped(*args, **kwargs)
-        self._remember(session)
+        self._remember(session, kwargs)
         return session
 
     @never_raises
-    def _remember(self, session: Any) -> None:
+    def _remember(self, session: Any, kwargs: Mapping[str, Any]) -> None:
         session_id = get_str(session, "id")
-        if session_id:
-            self._registry.remember_agent(session_id, agent_attributes(session))
+        if not session_id:
+            return
+        self._registry.remember_agent(session_id, agent_attributes(session))
+        initial = kwargs.get("initial_events")
+        if initial and is_instrumentation_enabled():
+            tracker = self._registry.acquire(session_id)
+            try:
+                tracker.begin_initial(initial, time.time_ns())
+            finally:
+                self._registry.release(tracker)

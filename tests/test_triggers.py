@@ -1,0 +1,130 @@
+"""SPEC §3.1, what opens a turn besides a sent user.message, through the real SDK over the loopback server: a
+session created with `initial_events`, and work the agent resumes on its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import pytest
+
+from cma_tracing.demo.loopback import Event, FakeCMAServer
+from tests.conftest import Spans
+from tests.support import events as ev
+from tests.support.scenarios import message
+
+
+def _attrs(span: Any) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def _agent_work(user_id: str) -> list[dict[str, Any]]:
+    start = ev.request_start()
+    return [
+        ev.running(),
+        ev.user_message(user_id, text="from the create"),
+        start,
+        ev.agent_message("done"),
+        ev.request_end(start["id"], 40, 4),
+        ev.idle(),
+    ]
+
+
+@pytest.mark.parametrize("read", ["no stream", "stream first", "stream after"])
+def test_a_session_created_with_initial_events_opens_its_first_turn(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans, read: str
+) -> None:
+    """The agent starts at once, often before any stream is open; the create is the app's only call. The turn
+    opens when the create succeeds (trigger `initial_events`) and owns the first user.message echo it sees."""
+    instrument(orphan_timeout_s=0.3, capture_content=True)
+    server.set_session("sesn_initial")
+    events = _agent_work("sevt_initial_u")
+    if read == "stream after":
+        events = events[2:]  # the stream opened late: the running and the echo came before it
+    server.queue_stream("sesn_initial", [Event(e, 0.01) for e in events])
+    session = loop_client.beta.sessions.create(
+        agent="agent_1", environment_id="env_1", initial_events=[message("from the create")]
+    )
+    if read != "no stream":
+        with loop_client.beta.sessions.events.stream(session.id) as stream:
+            list(stream)
+    else:
+        assert server.wait_for_stream_close("sesn_initial", timeout=0.01) is False  # nobody streamed
+    turn = spans.turn() if read != "no stream" else _wait_for_turn(spans)
+    a = _attrs(turn)
+    assert a["anthropic.turn.trigger"] == "initial_events"
+    assert a["anthropic.session.id"] == "sesn_initial"
+    assert '"from the create"' in a["gen_ai.input.messages"]
+    if read == "no stream":
+        assert a["anthropic.turn.stop_reason"] == "unobserved"
+    else:
+        assert a["anthropic.turn.stop_reason"] == "end_turn"
+        assert (a["gen_ai.usage.input_tokens"], a["anthropic.turn.model_requests"]) == (40, 1)
+
+
+def _wait_for_turn(spans: Spans) -> Any:
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not spans.turns():
+        time.sleep(0.05)
+    return spans.turn()
+
+
+def test_a_create_that_fails_opens_no_turn(instrumented: Any, server: FakeCMAServer, spans: Spans) -> None:
+    client = anthropic.Anthropic(base_url=server.base_url + "/nowhere", api_key="k", max_retries=0)
+    with pytest.raises(anthropic.APIStatusError):
+        client.beta.sessions.create(agent="a", environment_id="e", initial_events=[message()])
+    assert spans.turns() == [] and instrumented.registry.active_count() == 0
+
+
+def test_work_the_agent_resumes_on_its_own_is_a_resume_turn(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    """A budget pause idles the session; raising the budget (`sessions.update`, a `session.updated` event) resumes it
+    with no user event: that work is a `resume` turn, not dropped."""
+    first = ev.request_start()
+    second = ev.request_start()
+    script = [
+        ev.running(),
+        ev.user_message("sevt_budget_u"),
+        first,
+        ev.request_end(first["id"], 100, 10),
+        ev.idle("budget_reached"),
+        ev.event("session.updated"),
+        ev.running(),
+        second,
+        ev.agent_message("finished"),
+        ev.request_end(second["id"], 30, 3),
+        ev.idle(),
+    ]
+    server.queue_send("sesn_budget", ["sevt_budget_u"])
+    server.queue_stream("sesn_budget", [Event(e, 0.01) for e in script])
+    loop_client.beta.sessions.events.send("sesn_budget", events=[message()])
+    with loop_client.beta.sessions.events.stream("sesn_budget") as stream:
+        list(stream)
+    paused, resumed = sorted(spans.turns(), key=lambda s: s.start_time or 0)
+    assert (_attrs(paused)["anthropic.turn.trigger"], _attrs(paused)["anthropic.turn.stop_reason"]) == (
+        "user.message",
+        "budget_reached",
+    )
+    r = _attrs(resumed)
+    assert (r["anthropic.turn.trigger"], r["anthropic.turn.stop_reason"], r["anthropic.turn.index"]) == (
+        "resume",
+        "end_turn",
+        2,
+    )
+    assert (r["gen_ai.usage.input_tokens"], r["anthropic.turn.model_requests"]) == (30, 1)
+
+
+def test_list_pages_and_subagents_cross_posted_work_never_open_a_resume_turn(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    start = ev.request_start()
+    server.queue_list_page("sesn_history", [ev.running(), start, ev.request_end(start["id"], 5, 1), ev.idle()])
+    list(loop_client.beta.sessions.events.list("sesn_history"))
+    cross_posted = ev.tool_use("web_search", session_thread_id="sthr_sub")
+    server.queue_stream("sesn_history", [Event(cross_posted), Event(ev.idle())])
+    with loop_client.beta.sessions.events.stream("sesn_history") as stream:
+        list(stream)
+    assert spans.turns() == []
