@@ -7,43 +7,17 @@ from typing import Any, Optional
 
 import anthropic
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import Spans
 from tests.support import events as ev
 from cma_tracing.demo.loopback import Event, FakeCMAServer, Hold
-from tests.support.scenarios import message, steps, turn_events
+from tests.support.scenarios import message, run_turn, steps, turn_events
+from tests.support.spans import assert_nested, attrs, seconds
 
+# test_fetch_subthreads imports its helpers from here; they live in tests/support/ now, and it should import them
+# from there.
 TOLERANCE_S = 0.05
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def seconds(span: ReadableSpan) -> float:
-    return ((span.end_time or 0) - (span.start_time or 0)) / 1e9
-
-
-def assert_nested(spans: Spans) -> None:
-    """Every child lies inside its parent's time range."""
-    by_id = {s.context.span_id: s for s in spans.all()}
-    for span in spans.all():
-        parent = by_id.get(span.parent.span_id) if span.parent is not None else None
-        if parent is not None:
-            assert (parent.start_time or 0) <= (span.start_time or 0), (span.name, parent.name)
-            assert (span.end_time or 0) <= (parent.end_time or 0), (span.name, parent.name)
-
-
-def run_turn(client: anthropic.Anthropic, session_id: str, text: str = "go") -> float:
-    """Send a user.message and read the stream to its end; returns when the send started (s, monotonic)."""
-    started = time.monotonic()
-    client.beta.sessions.events.send(session_id, events=[message(text)])
-    for event in client.beta.sessions.events.stream(session_id):
-        if event.type == "session.status_idle" and event.stop_reason.type != "requires_action":
-            break
-    return started
 
 
 def test_the_real_recording_timed_gives_chat_and_tool_spans_with_their_durations(
