@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cma_tracing.instrumentation.sessions import _COMPACT_AT
 
 ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow  # about a minute, and more on a loaded machine
 
 
 def test_a_hundred_thousand_turns_grow_resident_memory_by_less_than_10_mb() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import anthropic
 import httpx2
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -22,6 +23,8 @@ from tests.support.server_process import server_process
 SESSIONS = 1000
 ROUNDS = 4
 EVENTS_PER_SESSION = 11
+
+pytestmark = pytest.mark.slow  # 8,000 turns: minutes on a loaded two-core machine
 
 
 def queue(server: FakeCMAServer, tag: str) -> None:
