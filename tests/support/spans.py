@@ -25,11 +25,11 @@ def seconds(span: ReadableSpan) -> float:
 
 
 def at_least(delay_s: float) -> float:
-    """The shortest a span can last that opened before the app waited, or before the server's script began, and
-    that ends on an event the server sends `delay_s` later: the server cannot send it sooner, however loaded the
-    machine, and the span can only last longer. (A span that both opens and ends on streamed events has no such
-    bound: the client may read its first event late and its last one at once. Check which events it spans instead,
-    with `starts_at` and `ends_at`.)"""
+    """The shortest a span (or any interval the app times) can last that opened before the app waited, or before
+    the server's script began, and that ends on an event the server sends `delay_s` later: the server cannot send
+    it sooner, however loaded the machine, and the span can only last longer. (A span that both opens and ends on
+    streamed events has no such bound: the client may read its first event late and its last one at once. Check
+    which events it spans instead, with `starts_at` and `ends_at`.)"""
     return delay_s - CLOCK_SLACK_S
 
 
