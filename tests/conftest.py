@@ -118,3 +118,10 @@ def loop_async_client(server: FakeCMAServer) -> anthropic.AsyncAnthropic:
 
 
 os.environ.setdefault("ANTHROPIC_API_KEY", "test-key")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Markers for the long runs: a plain `pytest` (CI) runs them all; `-m "not slow and not network"` is the quick run.
+    Registered here, so `--strict-markers` accepts them."""
+    config.addinivalue_line("markers", "slow: takes minutes (the 100,000-turn memory run, the 1,000-session scale run)")
+    config.addinivalue_line("markers", "network: needs the network (installs Arize Phoenix from PyPI, its own venv)")

@@ -204,7 +204,8 @@ def test_a_turn_exported_over_otlp_http_decodes_as_the_whole_tree_with_typed_att
     assert t["gen_ai.response.finish_reasons"] == ["stop"]
     assert t["anthropic.agent.tools"] == ["bash"]
     assert isinstance(t["anthropic.beta"], list) and all(isinstance(v, str) for v in t["anthropic.beta"])
-    assert type(t["gen_ai.response.time_to_first_chunk"]) is float and 0 < t["gen_ai.response.time_to_first_chunk"] < 5
+    ttfc = t["gen_ai.response.time_to_first_chunk"]
+    assert type(ttfc) is float and 0 < ttfc * 1e9 <= turn.end_ns - turn.start_ns  # seconds, within the turn
     assert t["anthropic.turn.stop_reason"] == "end_turn"
     assert t["gen_ai.operation.name"] == "invoke_agent"
     assert t["gen_ai.conversation.id"] == t["anthropic.session.id"] == SESSION

@@ -41,6 +41,8 @@ STARTUP_TIMEOUT_S = 120.0
 SPANS_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 40
 
+pytestmark = pytest.mark.network  # scripts/phoenix_env.py installs Phoenix from PyPI (about 80 s the first time)
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

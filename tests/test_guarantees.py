@@ -206,7 +206,7 @@ def test_the_orphan_watch_holds_dropped_sessions_weakly_sheds_them_and_sleeps_th
     import gc
     import weakref
 
-    from cma_tracing.instrumentation.registry import _COMPACT_AT, OrphanWatch
+    from cma_tracing.instrumentation.registry import COMPACT_AT, OrphanWatch
 
     wakes = 0
     now = [10**18]
@@ -233,10 +233,10 @@ def test_the_orphan_watch_holds_dropped_sessions_weakly_sheds_them_and_sleeps_th
             watch.watch(kept[-1])
             threading.Event().wait(0.002)
         assert wakes <= 6  # woken for the earliest deadline only, not once per watched session
-        for i in range(5 * _COMPACT_AT):
+        for i in range(5 * COMPACT_AT):
             now[0] += 1000
             watch.watch(SessionTracker(f"sesn_w{i}", telemetry))  # each dropped right away
-        assert len(kept) < watch.pending() <= _COMPACT_AT  # 5,120 watched and dropped: their entries were shed
+        assert len(kept) < watch.pending() <= COMPACT_AT  # 5,120 watched and dropped: their entries were shed
     finally:
         watch.stop()
 

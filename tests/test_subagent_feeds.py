@@ -15,8 +15,8 @@ import pytest
 from cma_tracing.demo.loopback import Event, FakeCMAServer
 from tests.conftest import Spans
 from tests.support import events as ev
-from tests.support.scenarios import message
-from tests.test_children import TOLERANCE_S, assert_nested, attrs, run_turn, seconds
+from tests.support.scenarios import message, run_turn
+from tests.support.spans import assert_nested, attrs, seconds
 
 RESEARCHER = "sthr_research"
 T0 = datetime(2026, 8, 17, 16, 21, 33, tzinfo=timezone.utc)
@@ -97,7 +97,7 @@ def _assert_fetched(spans: Spans) -> None:
     (research,) = [s for s in spans.children(turn) if s.name == "invoke_agent researcher"]
     (chat,) = spans.children(research)
     assert chat.name == "chat" and attrs(chat)["gen_ai.usage.input_tokens"] == 300
-    assert seconds(chat) == pytest.approx(0.3, abs=TOLERANCE_S)  # from the feed's stamps, placed on our clock
+    assert seconds(chat) == pytest.approx(0.3, abs=0.002)  # the feed's stamps, placed on our clock as one block
     assert attrs(turn)["gen_ai.usage.input_tokens"] == 300  # the older turn's 999 stayed out
     assert attrs(turn)["anthropic.turn.stop_reason"] == "end_turn"
     assert "anthropic.span.incomplete" not in attrs(research)

@@ -305,6 +305,7 @@ def test_a_turn_with_no_stream_ends_on_time_as_unobserved_while_the_process_idle
         session = client.beta.sessions.create(agent="a", environment_id="e")
         sent_at = time.time_ns()
         client.beta.sessions.events.send(session.id, events=[_message("fire and forget")])
+        sent_by = time.time_ns()
     assert spans.turns() == []
     deadline = time.monotonic() + 5
     while not spans.turns() and time.monotonic() < deadline:
@@ -312,8 +313,8 @@ def test_a_turn_with_no_stream_ends_on_time_as_unobserved_while_the_process_idle
     turn = spans.turn()
     assert dict(turn.attributes or {})["anthropic.turn.stop_reason"] == "unobserved"
     assert turn.status.status_code is StatusCode.UNSET
-    # The span ends at the last moment anything of the turn was seen, not when the timer fired.
-    assert (turn.end_time or 0) - sent_at < 200_000_000
+    # The span ends at the last moment anything of the turn was seen, its send, not when the timer fired 0.3 s on.
+    assert sent_at <= (turn.end_time or 0) <= sent_by
 
 
 def _message(text: str) -> dict[str, Any]:

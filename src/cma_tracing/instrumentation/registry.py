@@ -251,7 +251,7 @@ class OrphanWatch:
         """Lock held. Every deadline is now + timeout, so a new one is rarely the earliest: only then is the
         thread woken to wait less."""
         heap = self._heap
-        if len(heap) >= _COMPACT_AT and len(heap) > 2 * len(self._watched):
+        if len(heap) >= COMPACT_AT and len(heap) > 2 * len(self._watched):
             heap[:] = [entry for entry in heap if entry[2]() in self._watched]
             heapq.heapify(heap)
         self._watched.add(tracker)
@@ -287,4 +287,4 @@ class OrphanWatch:
 
 
 #: Heap size past which entries of dropped sessions are shed (when they are at least half of it).
-_COMPACT_AT: Final = 1024
+COMPACT_AT: Final = 1024

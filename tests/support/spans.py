@@ -1,0 +1,63 @@
+"""Reading finished spans: attributes, durations, and the timing checks that hold however loaded the machine is."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from tests.support.scenarios import Reads
+
+#: Clock granularity, for the durations the app's own actions bound from below (see `at_least`).
+CLOCK_SLACK_S = 0.005
+
+
+class HasSpans(Protocol):
+    def all(self) -> list[ReadableSpan]: ...
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def seconds(span: ReadableSpan) -> float:
+    return ((span.end_time or 0) - (span.start_time or 0)) / 1e9
+
+
+def at_least(delay_s: float) -> float:
+    """The shortest a span (or any interval the app times) can last that opened before the app waited, or before
+    the server's script began, and that ends on an event the server sends `delay_s` later: the server cannot send
+    it sooner, however loaded the machine, and the span can only last longer. (A span that both opens and ends on
+    streamed events has no such bound: the client may read its first event late and its last one at once. Check
+    which events it spans instead, with `starts_at` and `ends_at`.)"""
+    return delay_s - CLOCK_SLACK_S
+
+
+def starts_at(span: ReadableSpan, reads: Reads, event_type: str, nth: int = 0) -> None:
+    """`span` opened on the `nth` event of `event_type` the app read, not on an earlier or a later one."""
+    before, at = reads.window(event_type, nth)
+    assert before <= (span.start_time or 0) <= at, (span.name, "starts at", event_type)
+
+
+def ends_at(span: ReadableSpan, reads: Reads, event_type: str, nth: int = 0) -> None:
+    """`span` ended on the `nth` event of `event_type` the app read, not on an earlier or a later one."""
+    before, at = reads.window(event_type, nth)
+    assert before <= (span.end_time or 0) <= at, (span.name, "ends at", event_type)
+
+
+def assert_nested(spans: HasSpans) -> None:
+    """Every child lies inside its parent's time range."""
+    finished = spans.all()
+    by_id = {s.context.span_id: s for s in finished}
+    for span in finished:
+        parent = by_id.get(span.parent.span_id) if span.parent is not None else None
+        if parent is not None:
+            assert (parent.start_time or 0) <= (span.start_time or 0), (span.name, parent.name)
+            assert (span.end_time or 0) <= (parent.end_time or 0), (span.name, parent.name)
+
+
+def first_chunk_on(turn: ReadableSpan, reads: Reads, event_type: str, nth: int = 0) -> None:
+    """The turn's `gen_ai.response.time_to_first_chunk` ends on the `nth` event of `event_type` the app read."""
+    ttfc = attrs(turn)["gen_ai.response.time_to_first_chunk"]
+    before, at = reads.window(event_type, nth)
+    assert before <= (turn.start_time or 0) + round(ttfc * 1e9) <= at, (ttfc, "first chunk on", event_type)
