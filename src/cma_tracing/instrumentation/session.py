@@ -523,7 +523,7 @@ class SessionTracker:
         if turn.trigger == Trigger.INITIAL_EVENTS:
             turn.adopting = False
         if turn.adoptable:
-            turn.adoptable = False
+            self._adopted(turn)
             turn.trigger = Trigger.DEFINE_OUTCOME if is_outcome else Trigger.USER_MESSAGE
             turn.span.set_attribute(A.TURN_TRIGGER, turn.trigger)
             if is_outcome:
@@ -536,7 +536,13 @@ class SessionTracker:
     def _on_work(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
         """A turn nobody records still needs to know its first model request: a `resume` turn adopts no user event
         after it."""
+        self._adopted(turn)
+
+    def _adopted(self, turn: Turn) -> None:
+        """The turn adopts no user event from now on; a turn nobody records stops routing model request starts."""
         turn.adoptable = False
+        if self._skip is _ADOPTING_SKIPS:
+            self._skip = _LIFECYCLE_SKIPS
 
     def _on_verdict(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
         """A turn nobody records still needs to know a terminal verdict: steering no longer joins the outcome."""
@@ -622,7 +628,10 @@ class SessionTracker:
         if thread_id is not None and thread_id != self.primary_thread:
             return None
         turn = self._open(now_ns, False, Trigger.RESUME)
-        turn.adoptable = event_type == SESSION_STATUS_RUNNING
+        if event_type == SESSION_STATUS_RUNNING:
+            turn.adoptable = True
+            if not turn.recorded:
+                self._skip = _ADOPTING_SKIPS  # its first model request ends the adoption: it must be routed
         return turn
 
     def _end(
@@ -694,5 +703,11 @@ _LIFECYCLE: Final[Plan] = {
     )
     for event_type, role in EVENT_ROLES.items()
 }
-#: The types such a turn does nothing with: no lifecycle handler, not agent output.
-_LIFECYCLE_SKIPS: Final = frozenset(t for t, (handler, output, *_) in _LIFECYCLE.items() if not handler and not output)
+#: The types such a turn does nothing with: no lifecycle handler (or only `_on_work`), not agent output.
+_LIFECYCLE_SKIPS: Final = frozenset(
+    t
+    for t, (handler, output, *_) in _LIFECYCLE.items()
+    if not output and (not handler or handler is SessionTracker._on_work)
+)
+#: The same while a `resume` turn nobody records may still adopt a user event: it needs its first model request.
+_ADOPTING_SKIPS: Final = frozenset(t for t in _LIFECYCLE_SKIPS if _LIFECYCLE[t][0] is None)
