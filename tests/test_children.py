@@ -431,3 +431,106 @@ def attrs_of_template_agent(name: Optional[str] = None) -> str:
     from cma_tracing.demo.loopback import SESSION_TEMPLATE
 
     return str(SESSION_TEMPLATE["agent"]["name"])
+
+
+# -- other work the agent does (the synthetic orders in cassettes/) -------------------------------------------------
+
+
+def test_a_self_hosted_tool_answered_by_user_tool_result_ends_at_the_result() -> None:
+    """On a self-hosted environment the worker answers `agent.tool_use` with `user.tool_result` (no
+    `agent.tool_result` follows): that answer ends the tool span, complete, with the tool's real duration."""
+    from tests.support.core import Session, synthetic
+
+    s = Session()
+    events = synthetic("self_hosted_worker_view")
+    s.feed(events)
+    (tool,) = s.named("execute_tool bash")
+    assert "anthropic.span.incomplete" not in attrs(tool) and tool.status.status_code is StatusCode.UNSET
+    use = next(e for e in events if e["type"] == "agent.tool_use")
+    result = next(e for e in events if e["type"] == "user.tool_result")
+    assert (tool.end_time or 0) - (tool.start_time or 0) == (
+        _stamp(result["processed_at"]) - _stamp(use["processed_at"])
+    )
+    assert [e.name for e in s.turn().events] == ["user.tool_result"]
+
+
+def test_a_self_hosted_worker_sending_its_tool_result_through_the_sdk_ends_the_tool_span(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    use = ev.tool_use("bash")
+    start, second = ev.request_start(), ev.request_start()
+    server.queue_send("sesn_worker", ["sevt_worker_u"])
+    server.queue_stream(
+        "sesn_worker",
+        steps([ev.running(), ev.user_message("sevt_worker_u"), start, use, ev.request_end(start["id"], 10, 1)])
+        + [Event(ev.idle("requires_action", event_ids=[use["id"]]))],
+    )
+    loop_client.beta.sessions.events.send("sesn_worker", events=[message()])
+    with loop_client.beta.sessions.events.stream("sesn_worker") as stream:
+        for event in stream:
+            if event.type == "session.status_idle":
+                break
+        server.queue_send("sesn_worker", ["sevt_worker_result"])
+        answer = {"type": "user.tool_result", "tool_use_id": use["id"], "content": [], "is_error": True}
+        loop_client.beta.sessions.events.send("sesn_worker", events=[answer])
+    echo = {**answer, "id": "sevt_worker_result"}
+    server.queue_stream(
+        "sesn_worker",
+        steps([echo, ev.running(), second, ev.agent_message(), ev.request_end(second["id"], 10, 1), ev.idle()]),
+    )
+    with loop_client.beta.sessions.events.stream("sesn_worker") as stream:
+        list(stream)
+    (tool,) = spans.named("execute_tool bash")
+    assert tool.status.status_code is StatusCode.ERROR and attrs(tool)["error.type"] == "tool_error"
+    assert "anthropic.span.incomplete" not in attrs(tool)
+    assert (tool.end_time or 0) < (spans.turn().end_time or 0)
+    assert [e.name for e in spans.turn().events] == ["user.tool_result"]  # the send's, not its echo too
+
+
+def test_compaction_is_a_span_event_counted_on_the_turn_and_marks_later_model_requests() -> None:
+    from tests.support.core import Session, synthetic
+
+    s = Session()
+    s.feed(synthetic("compaction_and_system_message"))
+    turn = s.turn()
+    assert attrs(turn)["anthropic.turn.compactions"] == 1
+    assert "agent.thread_context_compacted" in [e.name for e in turn.events]
+    chats = sorted(s.named("chat"), key=lambda c: c.start_time or 0)
+    assert [attrs(c).get("gen_ai.conversation.compacted") for c in chats] == [None, True, True]  # never false
+
+
+def test_a_subagents_compaction_goes_on_its_span_and_marks_only_its_requests() -> None:
+    from tests.support.core import Session
+
+    s = Session()
+    thread = "sthr_sub"
+    before, after, own = ev.request_start(), ev.request_start(), ev.request_start()
+    s.feed([ev.user_message(), ev.event("session.thread_created", session_thread_id=thread, agent_name="helper")])
+    s.feed([{**before, "session_thread_id": thread}, {**ev.request_end(before["id"]), "session_thread_id": thread}])
+    s.feed([ev.event("agent.thread_context_compacted", session_thread_id=thread)])
+    s.feed([{**after, "session_thread_id": thread}, {**ev.request_end(after["id"]), "session_thread_id": thread}])
+    s.feed([own, ev.request_end(own["id"]), ev.idle()])
+    (helper,) = s.named("invoke_agent helper")
+    assert [e.name for e in helper.events] == ["agent.thread_context_compacted"]
+    marks = {c.start_time: attrs(c).get("gen_ai.conversation.compacted") for c in s.named("chat")}
+    assert sorted(marks.items()) == sorted(zip(sorted(marks), [None, True, None]))
+    assert attrs(s.turn())["anthropic.turn.compactions"] == 1
+
+
+def test_a_rescheduled_thread_is_a_span_event_on_its_subagent_never_a_new_start() -> None:
+    from tests.support.core import Session, synthetic
+
+    s = Session()
+    s.feed(synthetic("thread_rescheduled"))
+    (reviewer,) = s.named("invoke_agent Reviewer")
+    assert [e.name for e in reviewer.events] == ["session.thread_status_rescheduled"]
+    assert attrs(reviewer)["anthropic.turn.stop_reason"] == "end_turn"
+    assert "anthropic.span.incomplete" not in attrs(reviewer)
+
+
+def _stamp(value: str) -> int:
+    from cma_tracing.instrumentation.fields import timestamp_ns
+
+    at = timestamp_ns(value)
+    assert at is not None
+    return at

@@ -270,3 +270,32 @@ def test_no_api_key_header_or_token_is_ever_recorded(
     recorded = everything_recorded(spans, logs[1])
     for secret in ("SECRETSECRETSECRET", "tok_SECRET_AUTH_TOKEN", "x-api-key", "authorization"):
         assert secret not in recorded.lower() if secret.islower() else secret not in recorded
+
+
+def test_a_system_message_is_a_span_event_and_a_system_entry_of_the_input_messages() -> None:
+    from tests.support.core import Session, synthetic
+
+    s = Session(capture_content=True)
+    s.feed(synthetic("compaction_and_system_message"))
+    turn = s.turn()
+    assert "system.message" in [e.name for e in turn.events]
+    inputs = json.loads(dict(turn.attributes or {})["gen_ai.input.messages"])
+    assert [(m["role"], [p["content"] for p in m["parts"]]) for m in inputs] == [
+        ("user", ["Continue the refactor."]),
+        ("system", ["The user's timezone is America/New_York."]),
+    ]
+
+
+def test_a_system_message_sent_with_the_user_message_is_recorded_once() -> None:
+    from tests.support.core import Session
+
+    s = Session(capture_content=True)
+    user = {"type": "user.message", "content": [{"type": "text", "text": "hi"}]}
+    system = {"type": "system.message", "content": [{"type": "text", "text": "be brief"}]}
+    s.send(user, system, echo=[{**user, "id": "sevt_u"}, {**system, "id": "sevt_s"}])
+    s.feed([{**user, "id": "sevt_u", "processed_at": None}, {**system, "id": "sevt_s", "processed_at": None}])
+    s.feed([{"type": "session.status_idle", "id": "sevt_i", "stop_reason": {"type": "end_turn"}}])
+    turn = s.turn()
+    assert [e.name for e in turn.events] == ["system.message"]
+    inputs = json.loads(dict(turn.attributes or {})["gen_ai.input.messages"])
+    assert [m["role"] for m in inputs] == ["user", "system"]

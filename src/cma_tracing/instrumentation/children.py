@@ -94,7 +94,16 @@ class ChildTemplates:
 class TurnChildren:
     """Open child spans of one turn. Called by its `SessionTracker` with the session's lock held."""
 
-    __slots__ = ("_telemetry", "_turn_context", "_templates", "_requests", "_tools", "_threads", "_ended_threads")
+    __slots__ = (
+        "_telemetry",
+        "_turn_context",
+        "_templates",
+        "_requests",
+        "_tools",
+        "_threads",
+        "_ended_threads",
+        "_compacted",
+    )
 
     def __init__(
         self,
@@ -111,6 +120,7 @@ class TurnChildren:
         self._threads: dict[str, Subagent] = {}
         # Their late or fetched events still go under them.
         self._ended_threads: dict[str, Subagent] = ended_threads if ended_threads is not None else {}
+        self._compacted: set[Optional[str]] = set()  # threads (None: the coordinator) whose context was compacted
 
     # -- model requests ------------------------------------------------------------------------------------------
 
@@ -162,13 +172,21 @@ class TurnChildren:
 
     def _start_chat(self, thread_id: Optional[str], now_ns: int) -> Span:
         subagent = thread_id is not None and self.knows_thread(thread_id)
+        attributes = _SUBAGENT_CHAT_ATTRIBUTES if subagent else self._templates.chat_attributes
+        if self._compacted and (thread_id if subagent else None) in self._compacted:
+            attributes = {**attributes, A.GEN_AI_CONVERSATION_COMPACTED: True}
         return self._telemetry.tracer.start_span(
             A.OP_CHAT if subagent else self._templates.chat_name,
             context=self._parent(thread_id),
             kind=SpanKind.CLIENT,
-            attributes=_SUBAGENT_CHAT_ATTRIBUTES if subagent else self._templates.chat_attributes,
+            attributes=attributes,
             start_time=now_ns,
         )
+
+    def compacted(self, thread_id: Optional[str]) -> None:
+        """The thread's (None: the coordinator's) later model requests follow a compacted context."""
+        if len(self._compacted) < MAX_OPEN_CHILDREN:
+            self._compacted.add(thread_id)
 
     # -- tools ---------------------------------------------------------------------------------------------------
 
@@ -301,6 +319,12 @@ class TurnChildren:
             start_time=now_ns,
         )
         self._threads[thread_id] = Subagent(span, now_ns)
+
+    def thread_event(self, thread_id: str, name: str, attributes: Mapping[str, AttributeValue], now_ns: int) -> None:
+        """A span event on the thread's subagent span (open or ended)."""
+        subagent = self.subagent(thread_id)
+        if subagent is not None:
+            subagent.span.add_event(name, attributes, now_ns)
 
     def thread_named(self, thread_id: str, agent_name: Optional[str]) -> None:
         """A thread whose events came before its `session.thread_created` learns its agent's name."""

@@ -97,9 +97,9 @@ EVENT_ROLES: Final[dict[str, Role]] = {
     USER_INTERRUPT: _REPLY,
     USER_TOOL_CONFIRMATION: _REPLY,
     USER_CUSTOM_TOOL_RESULT: _REPLY,
-    USER_TOOL_RESULT: _NONE,
+    USER_TOOL_RESULT: _REPLY,  # a self-hosted worker's answer to an agent.tool_use
     USER_DEFINE_OUTCOME: Role("on_user_message", session_level=True, lifecycle=True, opens=True),
-    SYSTEM_MESSAGE: _NONE,
+    SYSTEM_MESSAGE: _REPLY,  # sent after the user event it accompanies
     AGENT_MESSAGE: Role("on_agent_message", output=True, resumes=True),
     AGENT_THINKING: Role(output=True, resumes=True),
     AGENT_TOOL_USE: Role("on_tool_use", output=True, resumes=True, tool_type=A.TOOL_TYPE_EXTENSION),
@@ -109,7 +109,7 @@ EVENT_ROLES: Final[dict[str, Role]] = {
     AGENT_MCP_TOOL_RESULT: Role("on_tool_result"),
     AGENT_THREAD_MESSAGE_SENT: Role(span_event=True),
     AGENT_THREAD_MESSAGE_RECEIVED: Role(span_event=True),
-    AGENT_THREAD_CONTEXT_COMPACTED: _NONE,
+    AGENT_THREAD_CONTEXT_COMPACTED: Role("on_compacted"),
     MODEL_REQUEST_START: Role("on_model_request_start", resumes=True, lifecycle_handler="on_work"),
     MODEL_REQUEST_END: Role("on_model_request_end"),
     OUTCOME_EVALUATION_START: Role("on_evaluation_start", session_level=True),
@@ -140,7 +140,7 @@ EVENT_ROLES: Final[dict[str, Role]] = {
     EVENT_DELTA: Role(output=True),
 }
 
-#: The client replies that join the open turn when sent.
+#: The client events that join the open turn when sent (and ride along with the user event that opens one).
 REPLY_TYPES: Final = frozenset(t for t, role in EVENT_ROLES.items() if role.handler == _REPLY.handler)
 #: The types that open a turn when sent or seen.
 OPENING_TYPES: Final = frozenset(t for t, role in EVENT_ROLES.items() if role.opens)

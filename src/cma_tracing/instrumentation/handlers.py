@@ -15,12 +15,16 @@ from opentelemetry.util.types import AttributeValue
 from . import attributes as A
 from .attributes import StopReason
 from .event_table import (
+    AGENT_THREAD_CONTEXT_COMPACTED,
     SESSION_ERROR,
+    SYSTEM_MESSAGE,
     THREAD_STATUS_IDLE,
+    THREAD_STATUS_RESCHEDULED,
     THREAD_STATUS_TERMINATED,
     USER_CUSTOM_TOOL_RESULT,
     USER_INTERRUPT,
     USER_TOOL_CONFIRMATION,
+    USER_TOOL_RESULT,
 )
 from .fields import as_int, fields_of, get, get_str
 from .outcomes import Outcome
@@ -94,11 +98,15 @@ def record_reply(turn: Turn, event: Any, event_type: str, now_ns: int) -> None:
     turn.span.add_event(event_type, _reply_attributes(event), now_ns)
     if event_type == USER_INTERRUPT and turn.outcome is not None:
         turn.outcome.interrupt()
+    elif event_type == SYSTEM_MESSAGE and turn.content is not None:
+        turn.content.add_input(event, "system")
     children = turn.children
     if children is None:
         return
     if event_type == USER_CUSTOM_TOOL_RESULT:
         children.tool_finished(get(event, "custom_tool_use_id"), get(event, "is_error"), now_ns, get(event, "content"))
+    elif event_type == USER_TOOL_RESULT:  # a self-hosted worker ran the tool: its answer ends the span
+        children.tool_finished(get(event, "tool_use_id"), get(event, "is_error"), now_ns, get(event, "content"))
     elif event_type == USER_TOOL_CONFIRMATION:
         children.tool_confirmed(get(event, "tool_use_id"), get(event, "result"), now_ns)
 
@@ -261,8 +269,27 @@ def on_thread_status(
         reason = get_str(stop, "type") if stop is not None else None
         if reason != StopReason.REQUIRES_ACTION:
             children.thread_ended(thread_id, reason, now_ns)
+    elif event_type == THREAD_STATUS_RESCHEDULED:  # a transient error the thread retries: no new start
+        children.thread_event(thread_id, event_type, span_event_attributes(event), now_ns)
     else:
         children.thread_started(thread_id, get_str(event, "agent_name"), now_ns)
+
+
+def on_compacted(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    """A thread's context was summarised: a span event where it happened (the subagent's span, or the turn), and
+    that thread's later model requests carry `gen_ai.conversation.compacted`."""
+    turn.compactions += 1
+    children = turn.children
+    thread_id = thread_of(session, turn, event, now_ns, origin)
+    if children is not None and thread_id is not None:
+        children.thread_event(thread_id, AGENT_THREAD_CONTEXT_COMPACTED, span_event_attributes(event), now_ns)
+        children.compacted(thread_id)
+        return
+    turn.span.add_event(AGENT_THREAD_CONTEXT_COMPACTED, span_event_attributes(event), now_ns)
+    if children is not None:
+        children.compacted(None)
 
 
 def _is_primary(session: SessionTracker, thread_id: str, origin: Origin) -> bool:

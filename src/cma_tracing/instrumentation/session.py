@@ -314,7 +314,11 @@ class SessionTracker:
             ):
                 if turn is not None:
                     self._end(turn, StopReason.SUPERSEDED, now_ns)
-                return Send(self._open_with(events, types, now_ns, Trigger.USER_MESSAGE), True)
+                opened = self._open_with(events, types, now_ns, Trigger.USER_MESSAGE)
+                for event, event_type in zip(events, types):
+                    if event_type in REPLY_TYPES:  # a system.message riding along, say
+                        handlers.reply_sent(opened, event, event_type, now_ns)
+                return Send(opened, True)
             if turn is None:
                 return None
             turn.last_ns = now_ns
@@ -337,7 +341,10 @@ class SessionTracker:
                 return
             if self.turn is not None:
                 self._end(self.turn, StopReason.SUPERSEDED, now_ns)
-            self._open_with(events, types, now_ns, Trigger.INITIAL_EVENTS)
+            opened = self._open_with(events, types, now_ns, Trigger.INITIAL_EVENTS)
+            for event, event_type in zip(events, types):
+                if event_type in REPLY_TYPES:
+                    handlers.reply_sent(opened, event, event_type, now_ns)
 
     @never_raises
     def send_succeeded(self, send: Optional[Send], response: Any) -> None:
