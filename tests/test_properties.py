@@ -106,6 +106,12 @@ def wire_event(draw: Any) -> Any:
     for key in ("name", "usage", "error", "content", "tool_use_id", "mcp_tool_use_id", "custom_tool_use_id", "result"):
         if draw(st.booleans()):
             body[key] = draw(JUNK)
+    if draw(st.booleans()):  # workflow runs, their phases and their threads
+        body["workflow_run_id"] = draw(st.one_of(st.sampled_from(["wrun_a", "wrun_b"]), JUNK))
+        body["phase_started_id"] = draw(st.one_of(IDS, JUNK))
+        body["workflow_run_phase_id"] = draw(st.one_of(st.sampled_from(["wphs_a"]), JUNK))
+    if event_type == "span.outcome_evaluation_end":
+        body["outcome_evaluation_start_id"] = draw(st.one_of(IDS, JUNK))
     if draw(st.booleans()):
         try:  # the same event as the SDK would parse it, when it can
             return _ADAPTER.validate_python(body)

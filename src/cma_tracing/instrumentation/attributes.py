@@ -100,6 +100,15 @@ REPLY_EVENT_IS_ERROR: Final = "is_error"
 #: Fields of a thread message or a rescheduled session copied onto its span event.
 SPAN_EVENT_FIELDS: Final = ("id", "session_thread_id", "to_session_thread_id", "from_session_thread_id", "agent_name")
 
+# Workflow runs (SPEC §3.5).
+WORKFLOW_RUN_ID: Final = "anthropic.workflow_run.id"
+WORKFLOW_RUN_NAME: Final = "anthropic.workflow_run.name"
+WORKFLOW_RUN_PHASES: Final = "anthropic.workflow_run.phases"
+WORKFLOW_RUN_RESULT: Final = "anthropic.workflow_run.result"
+WORKFLOW_RUN_THREADS: Final = "anthropic.workflow_run.threads"
+WORKFLOW_RUN_PHASE_ID: Final = "anthropic.workflow_run.phase.id"
+WORKFLOW_RESULT_ERROR: Final = "error"
+
 # Child spans (SPEC §3.3).
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"

@@ -20,6 +20,7 @@ from .event_table import TOOL_TYPES
 from .fields import get, get_str
 from .metrics import MetricAttributes, metric_attributes
 from .telemetry import Telemetry
+from .workflows import WorkflowRuns
 
 #: Open children of each kind kept per turn; past this, new ones are counted on the turn but get no span.
 MAX_OPEN_CHILDREN: Final = 256
@@ -103,6 +104,7 @@ class TurnChildren:
         "_threads",
         "_ended_threads",
         "_compacted",
+        "workflows",
     )
 
     def __init__(
@@ -121,6 +123,7 @@ class TurnChildren:
         # Their late or fetched events still go under them.
         self._ended_threads: dict[str, Subagent] = ended_threads if ended_threads is not None else {}
         self._compacted: set[Optional[str]] = set()  # threads (None: the coordinator) whose context was compacted
+        self.workflows: Optional[WorkflowRuns] = None  # the session's workflow runs, whose agents' work goes under them
 
     # -- model requests ------------------------------------------------------------------------------------------
 
@@ -290,8 +293,10 @@ class TurnChildren:
         return thread_id in self._threads
 
     def knows_thread(self, thread_id: str) -> bool:
-        """Whether the thread had a subagent span in this turn, open or ended."""
-        return thread_id in self._threads or thread_id in self._ended_threads
+        """Whether the thread had a subagent span in this turn, open or ended, or is a workflow run's open agent."""
+        if thread_id in self._threads or thread_id in self._ended_threads:
+            return True
+        return self.workflows is not None and self.workflows.has_thread(thread_id)
 
     def thread_ids(self) -> list[str]:
         """This turn's subagent threads, open and ended."""
@@ -380,6 +385,10 @@ class TurnChildren:
             subagent = self._threads.get(thread_id) or self._ended_threads.get(thread_id)
             if subagent is not None:
                 return subagent.context
+            if self.workflows is not None:
+                context = self.workflows.thread_context(thread_id)
+                if context is not None:
+                    return context
         return self._turn_context
 
 

@@ -91,6 +91,8 @@ class Role(NamedTuple):
 
 _NONE: Final = Role()
 _REPLY: Final = Role("on_user_reply")
+#: A run outlives turns: its events go to the session's runs, even during a turn nobody records.
+_WORKFLOW: Final = Role("on_workflow_event", session_level=True, lifecycle_handler="on_workflow_event")
 
 EVENT_ROLES: Final[dict[str, Role]] = {
     USER_MESSAGE: Role("on_user_message", session_level=True, lifecycle=True, opens=True),
@@ -128,13 +130,13 @@ EVENT_ROLES: Final[dict[str, Role]] = {
     THREAD_STATUS_IDLE: Role("on_thread_status"),
     THREAD_STATUS_RESCHEDULED: Role("on_thread_status"),
     THREAD_STATUS_TERMINATED: Role("on_thread_status"),
-    WORKFLOW_RUN_CREATED: _NONE,
-    WORKFLOW_RUN_STATUS_RUNNING: _NONE,
-    WORKFLOW_RUN_STATUS_IDLE: _NONE,
-    WORKFLOW_RUN_STATUS_ENDED: _NONE,
-    WORKFLOW_RUN_ERROR: _NONE,
-    WORKFLOW_RUN_PHASE_STARTED: _NONE,
-    WORKFLOW_RUN_PHASE_ENDED: _NONE,
+    WORKFLOW_RUN_CREATED: _WORKFLOW,
+    WORKFLOW_RUN_STATUS_RUNNING: _WORKFLOW,
+    WORKFLOW_RUN_STATUS_IDLE: _WORKFLOW,
+    WORKFLOW_RUN_STATUS_ENDED: _WORKFLOW,
+    WORKFLOW_RUN_ERROR: _WORKFLOW,
+    WORKFLOW_RUN_PHASE_STARTED: _WORKFLOW,
+    WORKFLOW_RUN_PHASE_ENDED: _WORKFLOW,
     # Previews have no id of their own, so they are never counted or deduplicated.
     EVENT_START: Role(output=True),
     EVENT_DELTA: Role(output=True),

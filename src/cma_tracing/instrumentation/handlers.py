@@ -16,6 +16,7 @@ from . import attributes as A
 from .attributes import StopReason
 from .event_table import (
     AGENT_THREAD_CONTEXT_COMPACTED,
+    THREAD_CREATED,
     SESSION_ERROR,
     SYSTEM_MESSAGE,
     THREAD_STATUS_IDLE,
@@ -235,11 +236,24 @@ def on_usage(
 # -- threads (subagents) -------------------------------------------------------------------------------------------
 
 
+def on_workflow_event(
+    session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
+) -> None:
+    if turn.ended:
+        return  # a late feed's
+    session.workflow_runs().on_event(turn, event, get(event, "type"), session.session_id, now_ns)
+
+
 def on_thread_created(
     session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
 ) -> None:
+    if origin.fetched or turn.ended:
+        return
+    if get(event, "workflow_run_id") is not None:  # one of a workflow run's agents, not a subagent
+        session.workflow_runs().on_event(turn, event, THREAD_CREATED, session.session_id, now_ns)
+        return
     children = turn.children
-    if children is None or origin.fetched or turn.ended:
+    if children is None:
         return
     thread_id = get_str(event, "session_thread_id")
     if thread_id is None or thread_id == session.primary_thread:
@@ -253,9 +267,14 @@ def on_thread_created(
 def on_thread_status(
     session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
 ) -> None:
-    children = turn.children
-    if children is None or origin.fetched or turn.ended:
+    if origin.fetched or turn.ended:
         return  # a fetched or late feed's own statuses: its span's life is already known
+    workflows = session.workflows
+    if workflows is not None and workflows.on_event(turn, event, get(event, "type"), session.session_id, now_ns):
+        return
+    children = turn.children
+    if children is None:
+        return
     thread_id = get_str(event, "session_thread_id") or origin.thread_id
     if thread_id is None:
         return
@@ -307,6 +326,8 @@ def thread_of(session: SessionTracker, turn: Turn, event: Any, now_ns: int, orig
         return None
     if not isinstance(thread_id, str):
         return None
+    if session.workflows is not None and session.workflows.has_thread(thread_id):
+        return thread_id  # a workflow run's agent: its work goes under its span in the run
     if not turn.children.knows_thread(thread_id):
         # Only a subagent's events carry a thread id on the session's stream (cross-posted blocking calls).
         turn.children.thread_started(thread_id, get_str(event, "agent_name"), now_ns)

@@ -13,6 +13,8 @@ from . import attributes as A
 DURATION_BUCKETS: Final = [0.01 * 2**i for i in range(14)]
 #: 1 … 67,108,864 tokens, ×4.
 TOKEN_BUCKETS: Final = [4**i for i in range(14)]
+#: A workflow run lasts seconds to hours (SPEC §5).
+WORKFLOW_BUCKETS: Final = [1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200]
 
 
 class Metrics:
@@ -20,6 +22,7 @@ class Metrics:
 
     def __init__(self, meter: Meter) -> None:
         self._meter = meter
+        self._workflow_duration: Optional[Histogram] = None
         self.operation_duration: Histogram = meter.create_histogram(
             A.METRIC_OPERATION_DURATION,
             unit="s",
@@ -44,6 +47,22 @@ class Metrics:
             description="Duration of tool calls",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
+
+    @property
+    def workflow_duration(self) -> Histogram:
+        """Made on a session's first workflow run: a process that never sees one has no such instrument."""
+        histogram = self._workflow_duration
+        if histogram is None:
+            histogram = self._workflow_duration = self._meter.create_histogram(
+                A.METRIC_WORKFLOW_DURATION,
+                unit="s",
+                description="Duration of workflow runs",
+                explicit_bucket_boundaries_advisory=WORKFLOW_BUCKETS,
+            )
+        return histogram
+
+    def workflow(self, seconds: float, attributes: Mapping[str, AttributeValue]) -> None:
+        self.workflow_duration.record(seconds, attributes)
 
     def live(self) -> bool:
         """Whether records go anywhere now. The global meter, when the app set no meter provider (yet), is the API's

@@ -131,9 +131,11 @@ class SessionRegistry:
                 self._watch.watch(tracker)
             elif step == Next.DROP:
                 ended: list[Remembered] = []
+                dropped = False
                 with self._lock:
                     if self._active.get(tracker.session_id) is tracker and tracker.idle():
                         del self._active[tracker.session_id]
+                        dropped = True
                         memory = self._remembered.get(tracker.session_id) or Remembered()
                         memory.turn_count = tracker.turn_count
                         memory.late = tracker.late
@@ -141,6 +143,8 @@ class SessionRegistry:
                             memory.agent = tracker.start_attributes()
                         ended = self._remembered.put(tracker.session_id, memory)
                 _end_late(ended)
+                if dropped and tracker.workflows is not None:
+                    tracker.end_runs(time.time_ns())  # nothing streams the session any more: its runs end here
         except Exception:
             log_swallowed("SessionRegistry.apply")
 

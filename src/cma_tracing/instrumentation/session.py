@@ -28,6 +28,7 @@ from .event_table import (
     USER_MESSAGE,
 )
 from .outcomes import Outcome, outcome_content
+from .workflows import WorkflowRuns
 from .fields import as_list, get, get_str, timestamp, type_and_id
 from .safety import log_swallowed, never_raises
 from .telemetry import Telemetry
@@ -68,6 +69,7 @@ class SessionTracker:
         "primary_thread",
         "detached",
         "late",
+        "workflows",
         "_telemetry",
         "_lock",
         "_ended_seen",
@@ -96,6 +98,7 @@ class SessionTracker:
         self.primary_thread: Optional[str] = None  # the coordinator's own thread: not a subagent
         self.detached = False  # its registry let go of it (evicted): it ignores everything from now on
         self.late = late  # the last turn that ended with subagents: its threads' later events go under them
+        self.workflows: Optional[WorkflowRuns] = None  # made at the session's first workflow run
         self._telemetry = telemetry
         self._lock = threading.RLock()  # re-entered by `on_listed` and `on_fetched`, which route each event
         # The ids of the turn that ended last (a turn keeps its own): a late echo of its events is not news.
@@ -182,6 +185,10 @@ class SessionTracker:
                         turn = self.turn
                     handler = None
                 if turn is None:
+                    workflows = self.workflows
+                    if workflows is not None and event_type.__class__ is str and origin.thread_id is None:
+                        if workflows.on_event(None, event, event_type, self.session_id, now_ns):
+                            return  # a run that outlived its turn
                     if not resumes or origin is not STREAM:
                         return
                     turn = self._resume(fields, event_type, now_ns)
@@ -447,6 +454,7 @@ class SessionTracker:
             late = self.late
             if late is not None and late.children is not None:
                 late.children.end_open(late.last_ns if end_ns is None else end_ns)
+            self.end_runs(time.time_ns() if end_ns is None else end_ns)
             if self.detached:
                 self._skip = _SKIP_ALL
 
@@ -458,6 +466,14 @@ class SessionTracker:
             self.detached = True
             self._skip = _SKIP_ALL
             return self.turn_count
+
+    @never_raises
+    def end_runs(self, now_ns: int) -> None:
+        """The session is terminated, deleted, let go of or shut down: its open workflow runs end, incomplete."""
+        with self._lock:
+            if self.workflows is not None:
+                self.workflows.end_all(now_ns)
+                self.workflows = None
 
     def idle(self) -> bool:
         """Nothing open or in progress: the session's state can be dropped."""
@@ -569,9 +585,25 @@ class SessionTracker:
 
     def _on_terminated(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
         self._end(turn, StopReason.TERMINATED, now_ns)
+        self.end_runs(now_ns)
 
     def _on_deleted(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
         self._end(turn, StopReason.DELETED, now_ns)
+        self.end_runs(now_ns)
+
+    def _on_workflow_event(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
+        """A workflow run's event during a turn nobody records: a run this session already follows goes on."""
+        if self.workflows is not None:
+            self.workflows.on_event(turn, event, get(event, "type"), self.session_id, now_ns)
+
+    def workflow_runs(self) -> WorkflowRuns:
+        """The session's runs, made at its first (lock held)."""
+        workflows = self.workflows
+        if workflows is None:
+            workflows = self.workflows = WorkflowRuns(self._telemetry)
+            if self.turn is not None and self.turn.children is not None:
+                self.turn.children.workflows = workflows
+        return workflows
 
     # -- opening and ending (lock held) ------------------------------------------------------------------------
 
@@ -592,6 +624,8 @@ class SessionTracker:
             templates = self._templates = TurnTemplates(self._base_attributes, self._start_attributes)
         self.turn_count += 1
         turn = open_turn(self._telemetry, templates, self.turn_count, now_ns, adopting, trigger, outcome)
+        if self.workflows is not None and turn.children is not None:
+            turn.children.workflows = self.workflows
         # A turn nobody records (a no-op tracer or a sampled-out turn, no meter, no content capture) follows only its
         # lifecycle: its tokens, tools, children and span events would go nowhere.
         turn.plan = _DISPATCH if turn.recorded else _LIFECYCLE
