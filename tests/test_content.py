@@ -299,3 +299,49 @@ def test_a_system_message_sent_with_the_user_message_is_recorded_once() -> None:
     assert [e.name for e in turn.events] == ["system.message"]
     inputs = json.loads(dict(turn.attributes or {})["gen_ai.input.messages"])
     assert [m["role"] for m in inputs] == ["user", "system"]
+
+
+def test_each_chat_span_has_the_output_of_its_own_model_request(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    instrument(capture_content=True)
+    run(loop_client, server, "sesn_chat_output")
+    first, second = sorted(spans.named("chat"), key=lambda c: c.start_time or 0)
+    (call,) = json.loads(dict(first.attributes or {})["gen_ai.output.messages"])[0]["parts"]
+    assert (call["type"], call["name"], call["arguments"]) == ("tool_call", "bash", TOOL_INPUT)
+    (said,) = json.loads(dict(second.attributes or {})["gen_ai.output.messages"])[0]["parts"]
+    assert said == {"type": "text", "content": AGENT_TEXT}
+
+
+def test_chat_output_is_off_by_default_and_redacted_when_on(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    instrument(capture_content=True, redact=lambda v: v.replace("found", "[x]") if isinstance(v, str) else v)
+    run(loop_client, server, "sesn_chat_redact")
+    second = max(spans.named("chat"), key=lambda c: c.start_time or 0)
+    assert "[x]" in dict(second.attributes or {})["gen_ai.output.messages"]
+    assert "found" not in dict(second.attributes or {})["gen_ai.output.messages"]
+
+
+def test_the_agents_system_prompt_and_tools_from_a_session_this_process_saw(
+    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    instrument(capture_content=True)
+    server.set_session("sesn_agent_content")
+    session = loop_client.beta.sessions.retrieve("sesn_agent_content")
+    run(loop_client, server, "sesn_agent_content")
+    turn = dict(spans.turn().attributes or {})
+    assert json.loads(turn["gen_ai.system_instructions"]) == [{"type": "text", "content": session.agent.system}]
+    (toolset,) = json.loads(turn["gen_ai.tool.definitions"])
+    assert toolset["type"] == "agent_toolset_20260401" and toolset["configs"][0]["name"] == "bash"
+
+
+def test_no_agent_content_is_kept_with_content_off(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    server.set_session("sesn_agent_off")
+    loop_client.beta.sessions.retrieve("sesn_agent_off")
+    run(loop_client, server, "sesn_agent_off")
+    turn = dict(spans.turn().attributes or {})
+    assert "gen_ai.system_instructions" not in turn and "gen_ai.tool.definitions" not in turn
+    assert not any("gen_ai.output.messages" in dict(c.attributes or {}) for c in spans.named("chat"))

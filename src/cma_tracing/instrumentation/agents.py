@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Final, Mapping, Optional
 
 from opentelemetry.util.types import AttributeValue
 
 from . import attributes as A
+from .content import plain
 from .fields import as_list, get, get_str
+
+#: Tool definitions kept per agent.
+MAX_TOOL_DEFINITIONS: Final = 128
 
 
 def agent_attributes(session: Any) -> dict[str, AttributeValue]:
@@ -66,3 +70,32 @@ def client_attributes(base_url: Any, betas: list[str]) -> Mapping[str, Attribute
     if betas:
         attrs[A.ANTHROPIC_BETA] = betas
     return attrs
+
+
+def agent_content(session: Any) -> Optional[dict[str, Any]]:
+    """What a session's agent says that is content (recorded only with content capture on): its system prompt as
+    `gen_ai.system_instructions` parts, its tools as `gen_ai.tool.definitions`. None if it has neither."""
+    agent = get(session, "agent")
+    if agent is None:
+        return None
+    found: dict[str, Any] = {}
+    system = get_str(agent, "system")
+    if system:
+        found[A.GEN_AI_SYSTEM_INSTRUCTIONS] = [{"type": "text", "content": system}]
+    tools = [_tool_definition(tool) for tool in as_list(get(agent, "tools"))[:MAX_TOOL_DEFINITIONS]]
+    if tools:
+        found[A.GEN_AI_TOOL_DEFINITIONS] = tools
+    return found or None
+
+
+def _tool_definition(tool: Any) -> dict[str, Any]:
+    """A configured tool as the conventions describe one: a custom tool is a `function` with its `parameters`;
+    a toolset or MCP tool keeps its own type and fields."""
+    body = plain(tool)
+    if not isinstance(body, dict):
+        return {"type": "unknown"}
+    if body.get("type") == "custom":
+        definition = {"type": "function", "name": body.get("name"), "description": body.get("description")}
+        definition["parameters"] = body.get("input_schema")
+        return {k: v for k, v in definition.items() if v is not None}
+    return body

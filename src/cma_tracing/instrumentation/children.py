@@ -15,7 +15,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_
 from opentelemetry.util.types import AttributeValue
 
 from . import attributes as A
-from .content import tool_value
+from .content import output_messages, scrubbed_part, tool_value
 from .event_table import TOOL_TYPES
 from .fields import get, get_str
 from .metrics import MetricAttributes, metric_attributes
@@ -24,6 +24,8 @@ from .workflows import WorkflowRuns
 
 #: Open children of each kind kept per turn; past this, new ones are counted on the turn but get no span.
 MAX_OPEN_CHILDREN: Final = 256
+#: Text and tool call parts kept per model request for its `gen_ai.output.messages`.
+MAX_OUTPUT_PARTS: Final = 64
 #: Tool names whose metric attributes are kept per agent; others get theirs made per call.
 MAX_TOOL_METRIC_SETS: Final = 64
 
@@ -32,7 +34,7 @@ class _Child:
     """An open child span, when it started, the subagent thread it belongs to (None: the turn), and (event modes
     only) the content to emit when it ends."""
 
-    __slots__ = ("span", "start_ns", "name", "thread_id", "content")
+    __slots__ = ("span", "start_ns", "name", "thread_id", "content", "output")
 
     def __init__(self, span: Span, start_ns: int, thread_id: Optional[str], name: str = "") -> None:
         self.span = span
@@ -40,6 +42,7 @@ class _Child:
         self.name = name
         self.thread_id = thread_id
         self.content: Optional[dict[str, Any]] = None
+        self.output: Optional[list[dict[str, Any]]] = None  # a model request's text and tool calls (content on)
 
 
 class Subagent:
@@ -163,7 +166,12 @@ class TurnChildren:
         if is_error:
             span.set_attribute(A.ERROR_TYPE, A.ERROR_TYPE_MODEL_REQUEST)
             span.set_status(Status(StatusCode.ERROR))
+        if child.output:
+            text, truncated = output_messages(self._telemetry.content, child.output, None)
+            self._record_value(child, A.GEN_AI_OUTPUT_MESSAGES, text, truncated)
         span.end(end_time=now_ns)
+        if child.content:
+            self._telemetry.emit_content(span, child.content, now_ns)
         metrics = self._telemetry.metrics
         if metrics is not None:
             if is_error:
@@ -172,6 +180,18 @@ class TurnChildren:
                 )
             else:
                 metrics.model_request((now_ns - child.start_ns) / 1e9, tokens[0], tokens[1], templates.chat_metrics)
+
+    def request_output(self, thread_id: Optional[str], part: dict[str, Any]) -> None:
+        """With content on: a text or tool call part of the thread's model request still open (the latest)."""
+        for child in reversed(self._requests.values()):
+            if child.thread_id == thread_id:
+                if child.output is None:
+                    child.output = []
+                if len(child.output) < MAX_OUTPUT_PARTS:
+                    kept = scrubbed_part(self._telemetry.content, part)
+                    if kept is not None:
+                        child.output.append(kept)
+                return
 
     def _start_chat(self, thread_id: Optional[str], now_ns: int) -> Span:
         subagent = thread_id is not None and self.knows_thread(thread_id)
@@ -274,14 +294,18 @@ class TurnChildren:
         encoded = tool_value(policy, value)
         if encoded is None:
             return
-        text, truncated = encoded
+        self._record_value(child, key, *encoded)
+
+    def _record_value(self, child: _Child, key: str, text: str, truncated: bool) -> None:
+        """A content value on the child's span, and (event modes) in the log record emitted when it ends."""
+        policy = self._telemetry.content
         if policy.on_spans:
             child.span.set_attribute(key, text)
             if truncated:
                 child.span.set_attribute(A.CONTENT_TRUNCATED, True)
         if policy.on_events:
             if child.content is None:
-                child.content = {A.GEN_AI_TOOL_NAME: child.name}
+                child.content = {A.GEN_AI_TOOL_NAME: child.name} if child.name else {}
             child.content[key] = text
             if truncated:
                 child.content[A.CONTENT_TRUNCATED] = True

@@ -111,6 +111,14 @@ class TurnContent:
         self._budget = policy.max_bytes  # a rough bound on what is held (characters of text and arguments)
         self.truncated = False
 
+    def add_agent(self, agent: Any) -> None:
+        """The agent's system prompt and tool definitions, scrubbed and cut like every value."""
+        for key, value in agent.items():
+            encoded = tool_value(self.policy, value)
+            if encoded is not None:
+                self.extra[key] = encoded[0]
+                self.truncated = self.truncated or encoded[1]
+
     def add_input(self, event: Any, role: str = "user") -> None:
         self.add_input_parts(text_parts(get(event, "content")), role)
 
@@ -161,6 +169,19 @@ class TurnContent:
         if truncated:
             attrs[A.CONTENT_TRUNCATED] = True
         return attrs
+
+
+def scrubbed_part(policy: ContentPolicy, part: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """A part after the `redact` hook, its text cut to `max_bytes` characters; None when the hook drops it."""
+    key = "content" if "content" in part else "arguments"
+    if key not in part:
+        return part
+    value = policy.scrub(part[key])
+    if value is _DROPPED:
+        return None
+    if isinstance(value, str) and len(value) > policy.max_bytes:
+        value = value[: policy.max_bytes]
+    return {**part, key: value}
 
 
 def tool_call_part(event: Any) -> dict[str, Any]:

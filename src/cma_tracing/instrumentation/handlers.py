@@ -27,6 +27,7 @@ from .event_table import (
     USER_TOOL_CONFIRMATION,
     USER_TOOL_RESULT,
 )
+from .content import text_parts, tool_call_part
 from .fields import as_int, fields_of, get, get_str
 from .outcomes import Outcome
 from .turn import MAX_OPEN_REQUESTS, MAX_PENDING_REPLIES, MAX_TOOL_NAMES, Turn
@@ -45,11 +46,18 @@ _NO_TOKENS: Final = (0, 0, 0, 0)
 def on_agent_message(
     session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
 ) -> None:
-    """The coordinator's own messages are the turn's output; a subagent's stay with its thread."""
-    if turn.content is not None and origin.thread_id is None:
+    """The coordinator's own messages are the turn's output; a subagent's stay with its thread. Each is also the
+    output of the model request that made it."""
+    if turn.content is None:
+        return
+    if origin.thread_id is None:
         thread_id = get(event, "session_thread_id")
         if thread_id is None or thread_id == session.primary_thread:
             turn.content.add_output_text(event)
+    if turn.children is not None:
+        thread = thread_of(session, turn, event, now_ns, origin)
+        for part in text_parts(get(event, "content")):
+            turn.children.request_output(thread, part)
 
 
 def on_user_reply(
@@ -122,11 +130,14 @@ def on_tool_use(
     name = get_str(event, "name")
     if name and name not in turn.tool_names and len(turn.tool_names) < MAX_TOOL_NAMES:
         turn.tool_names.append(name)
+    children = turn.children
+    thread_id = thread_of(session, turn, event, now_ns, origin) if children is not None else None
     if turn.content is not None:
         turn.content.add_tool_call(event)
-    children = turn.children
+        if children is not None:
+            children.request_output(thread_id, tool_call_part(event))
     if children is not None:
-        children.tool_used(event, get(event, "type"), event_id, thread_of(session, turn, event, now_ns, origin), now_ns)
+        children.tool_used(event, get(event, "type"), event_id, thread_id, now_ns)
 
 
 def on_tool_result(

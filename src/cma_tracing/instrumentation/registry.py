@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from typing import Callable, Final, Generic, Mapping, Optional, TypeVar
+from typing import Any, Callable, Final, Generic, Mapping, Optional, TypeVar
 
 from opentelemetry.util.types import AttributeValue
 
@@ -29,6 +29,8 @@ from .turn import Turn
 
 #: Sessions whose turn count, agent attributes and last subagents are remembered after they go idle.
 MAX_REMEMBERED_SESSIONS: Final = 4096
+#: Sessions whose agent's system prompt and tool definitions are kept (content capture on only).
+MAX_AGENT_CONTENT_SESSIONS: Final = 64
 #: Sessions with something open at once; past this the least recently used is ended as `unobserved`.
 MAX_ACTIVE_SESSIONS: Final = 10_000
 
@@ -82,6 +84,8 @@ class SessionRegistry:
         self._active: OrderedDict[str, SessionTracker] = OrderedDict()
         self._max_active = max_active
         self._remembered: LRU[str, Remembered] = LRU(MAX_REMEMBERED_SESSIONS)
+        # Content is large: the agents' system prompts and tools are kept for fewer sessions.
+        self._agent_content: LRU[str, Mapping[str, Any]] = LRU(MAX_AGENT_CONTENT_SESSIONS)
         self._watch = OrphanWatch(int(orphan_timeout_s * 1e9), self._check_orphan)
 
     @property
@@ -101,6 +105,7 @@ class SessionRegistry:
                 else:
                     tracker = SessionTracker(session_id, self._telemetry, memory.agent, memory.turn_count, memory.late)
                     memory.late = None  # the tracker has it now, and hands it back when dropped
+                tracker.agent_content = self._agent_content.get(session_id)
                 self._active[session_id] = tracker
                 if len(self._active) > self._max_active:
                     _, evicted = self._active.popitem(last=False)
@@ -148,13 +153,20 @@ class SessionRegistry:
         except Exception:
             log_swallowed("SessionRegistry.apply")
 
-    def remember_agent(self, session_id: str, attributes: Mapping[str, AttributeValue]) -> None:
-        """Agent attributes from a `sessions.create`/`retrieve` response, for this session's next turns."""
+    def remember_agent(
+        self, session_id: str, attributes: Mapping[str, AttributeValue], content: Optional[Mapping[str, Any]] = None
+    ) -> None:
+        """Agent attributes (and, with content on, its system prompt and tools) from a `sessions.create`/`retrieve`
+        response, for this session's next turns."""
         with self._lock:
             self._keep(session_id).agent = attributes
+            if content is not None:
+                self._agent_content.put(session_id, content)
             tracker = self._active.get(session_id)
         if tracker is not None:
             tracker.update_start_attributes(attributes)
+            if content is not None:
+                tracker.agent_content = content
 
     def _keep(self, session_id: str) -> Remembered:
         """The session's remembered state, made if need be (lock held). Sessions pushed out end their late children."""

@@ -70,6 +70,7 @@ class SessionTracker:
         "detached",
         "late",
         "workflows",
+        "agent_content",
         "_telemetry",
         "_lock",
         "_ended_seen",
@@ -99,6 +100,7 @@ class SessionTracker:
         self.detached = False  # its registry let go of it (evicted): it ignores everything from now on
         self.late = late  # the last turn that ended with subagents: its threads' later events go under them
         self.workflows: Optional[WorkflowRuns] = None  # made at the session's first workflow run
+        self.agent_content: Optional[Mapping[str, Any]] = None  # the agent's system prompt and tools (content on)
         self._telemetry = telemetry
         self._lock = threading.RLock()  # re-entered by `on_listed` and `on_fetched`, which route each event
         # The ids of the turn that ended last (a turn keeps its own): a late echo of its events is not news.
@@ -624,6 +626,8 @@ class SessionTracker:
             templates = self._templates = TurnTemplates(self._base_attributes, self._start_attributes)
         self.turn_count += 1
         turn = open_turn(self._telemetry, templates, self.turn_count, now_ns, adopting, trigger, outcome)
+        if turn.content is not None and self.agent_content is not None:
+            turn.content.add_agent(self.agent_content)
         if self.workflows is not None and turn.children is not None:
             turn.children.workflows = self.workflows
         # A turn nobody records (a no-op tracer or a sampled-out turn, no meter, no content capture) follows only its

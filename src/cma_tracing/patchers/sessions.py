@@ -12,7 +12,7 @@ from typing import Any, Callable, Final, Mapping
 import wrapt
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
-from ..instrumentation.agents import agent_attributes
+from ..instrumentation.agents import agent_attributes, agent_content
 from ..instrumentation.fields import get_str
 from ..instrumentation.registry import SessionRegistry
 from ..instrumentation.safety import never_raises
@@ -54,7 +54,8 @@ class SessionsPatcher:
         session_id = get_str(session, "id")
         if not session_id:
             return
-        self._registry.remember_agent(session_id, agent_attributes(session))
+        content = agent_content(session) if self._registry.telemetry.content.enabled else None
+        self._registry.remember_agent(session_id, agent_attributes(session), content)
         initial = kwargs.get("initial_events")
         if initial and is_instrumentation_enabled():
             tracker = self._registry.acquire(session_id)
