@@ -129,6 +129,14 @@ def test_the_demo_runs_in_under_a_minute_and_shows_every_kind_of_span() -> None:
         "invoke_agent writer",
         "retries_exhausted",
         "ERROR model_overloaded_error",
-        "4 turns",
+        "outcome satisfied after 2",
+        "evaluation outcome",
+        "verdict needs_revision",
+        "verdict satisfied",
+        "invoke_workflow",
+        "workflow_phase Read the contracts",
+        "workflow_phase Reconcile",
+        "invoke_agent contract-reader",
+        "6 turns",
     ):
         assert expected in out, expected

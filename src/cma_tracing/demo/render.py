@@ -26,7 +26,14 @@ def _label(span: ReadableSpan) -> Text:
     attrs = dict(span.attributes or {})
     operation = attrs.get("gen_ai.operation.name")
     text = Text()
-    style = {"invoke_agent": "bold cyan", "chat": "magenta", "execute_tool": "yellow"}.get(str(operation), "white")
+    style = {
+        "invoke_agent": "bold cyan",
+        "chat": "magenta",
+        "execute_tool": "yellow",
+        "evaluation": "bold green",
+        "invoke_workflow": "bold blue",
+        "workflow_phase": "blue",
+    }.get(str(operation), "white")
     text.append(span.name, style=style)
     parts = [_seconds(span)]
     if operation == "invoke_agent" and span.parent is None:
@@ -36,8 +43,19 @@ def _label(span: ReadableSpan) -> Text:
         if "gen_ai.response.time_to_first_chunk" in attrs:
             parts.append(f"first output after {attrs['gen_ai.response.time_to_first_chunk']:.2f} s")
         parts.append(f"tool calls: {attrs.get('anthropic.turn.tool_calls', 0)}")
+        if "anthropic.outcome.result" in attrs:
+            parts.append(
+                f"outcome {attrs['anthropic.outcome.result']} after {attrs.get('anthropic.outcome.iterations', 0)}"
+            )
     elif operation == "chat":
         parts.append(_tokens(attrs))
+    elif operation == "evaluation":
+        parts.append(f"verdict {attrs.get('gen_ai.evaluation.score.label', '?')}")
+        parts.append(_tokens(attrs))
+    elif operation == "invoke_workflow":
+        parts.append(f"{attrs.get('anthropic.workflow_run.name', '')}")
+        parts.append(f"threads: {attrs.get('anthropic.workflow_run.threads', 0)}")
+        parts.append(str(attrs.get("anthropic.workflow_run.result", "")))
     elif operation == "execute_tool":
         parts.append(str(attrs.get("gen_ai.tool.type", "")))
         for key in ("anthropic.mcp.server_name", "anthropic.tool.permission", "anthropic.tool.confirmation"):
@@ -70,10 +88,11 @@ def _said(attrs: Mapping[str, Any], key: str) -> Optional[str]:
 def _add(tree: Tree, span: ReadableSpan, children: Mapping[int, Sequence[ReadableSpan]]) -> None:
     node = tree.add(_label(span))
     attrs = dict(span.attributes or {})
-    for key, who in (("gen_ai.input.messages", "you"), ("gen_ai.output.messages", "agent")):
-        said = _said(attrs, key)
-        if said:
-            node.add(Text(f"{who}: {said}", style="green" if who == "agent" else "blue"))
+    if span.parent is None or attrs.get("gen_ai.operation.name") == "invoke_agent" and "anthropic.turn.index" in attrs:
+        for key, who in (("gen_ai.input.messages", "you"), ("gen_ai.output.messages", "agent")):
+            said = _said(attrs, key)
+            if said:
+                node.add(Text(f"{who}: {said}", style="green" if who == "agent" else "blue"))
     for event in span.events:
         if event.name in ("session.error", "stream.error"):
             details = dict(event.attributes or {})

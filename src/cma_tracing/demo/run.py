@@ -47,7 +47,9 @@ def run_demo(console: Console, otlp_endpoint: Optional[str] = None, capture_cont
         cma_tracing.uninstrument()
     console.print()
     turns = render(
-        memory.get_finished_spans(), console, title="Turns traced (invoke_agent → chat / execute_tool / subagents)"
+        memory.get_finished_spans(),
+        console,
+        title="Turns traced (invoke_agent → chat / execute_tool / subagents / evaluations / workflow runs)",
     )
     provider.shutdown()  # flushes the OTLP exporter, if any
     if destination:

@@ -280,9 +280,127 @@ def failing(client: anthropic.Anthropic, server: FakeCMAServer) -> None:
     _read_until_idle(client, session_id)
 
 
+def outcome(client: anthropic.Anthropic, server: FakeCMAServer) -> None:
+    """An outcome: the agent writes a report, the grader asks for a revision, the revised report satisfies it."""
+    session_id = "sesn_demo_outcome"
+    _session(server, session_id, "report-writer", ["web_search", "write"], model="claude-sonnet-4-5")
+    client.beta.sessions.create(agent="agent_reports", environment_id="env_demo")
+    outcome_id, define = "outc_demo_pricing", _id()
+    steps: list[Step] = [Event(_event("session.status_running"))]
+    for iteration, (verdict, why) in enumerate(
+        (("needs_revision", "Criterion 3 failed: no summary table."), ("satisfied", "All 3 criteria met."))
+    ):
+        start, use = _start(), _event("agent.tool_use", name="write", input={"file_path": "report.md"})
+        steps += [
+            Event(start),
+            Event(
+                _event("agent.message", content=_text("Writing the report." if not iteration else "Adding the table."))
+            ),
+            Event(use, 0.3),
+            Event(_end(start, 1200, 150), 0.05),
+            Event(_event("agent.tool_result", tool_use_id=use["id"], content=_text("written"), is_error=False), 0.2),
+        ]
+        evaluation = _event("span.outcome_evaluation_start", iteration=iteration, outcome_id=outcome_id)
+        usage = {"input_tokens": 2400, "output_tokens": 350, "cache_read_input_tokens": 0}
+        steps += [
+            Event(evaluation, 0.05),
+            Event(_event("span.outcome_evaluation_ongoing", iteration=iteration, outcome_id=outcome_id), 0.2),
+            Event(
+                _event(
+                    "span.outcome_evaluation_end",
+                    iteration=iteration,
+                    outcome_id=outcome_id,
+                    outcome_evaluation_start_id=evaluation["id"],
+                    result=verdict,
+                    explanation=why,
+                    usage=usage,
+                ),
+                0.2,
+            ),
+        ]
+    steps.append(Event(_event("session.status_idle", stop_reason={"type": "end_turn"})))
+    request = {
+        "type": "user.define_outcome",
+        "description": "Write a competitor-pricing report as report.md",
+        "rubric": {"type": "text", "content": "- cites every claim\n- has a summary table"},
+        "max_iterations": 3,
+    }
+    echo = {**request, "id": define, "outcome_id": outcome_id, "processed_at": datetime.now().isoformat() + "Z"}
+    server.queue_send(session_id, [define])
+    server.queue_stream(session_id, [Event(echo), *steps])
+    client.beta.sessions.events.send(session_id, events=[request])  # type: ignore[list-item]
+    _read_until_idle(client, session_id)
+
+
+def workflow_run(client: anthropic.Anthropic, server: FakeCMAServer) -> None:
+    """A workflow run in two phases: three readers, then a reconciler, while the coordinator waits for it."""
+    session_id = "sesn_demo_workflow"
+    _session(server, session_id, "contract-lead", ["workflow"], model="claude-opus-4-1")
+    client.beta.sessions.create(agent="agent_lead", environment_id="env_demo")
+    run = "wrun_demo_contracts"
+    read, reconcile = "wphs_read", "wphs_reconcile"
+    user, first, last = _id(), _start(), _start()
+    steps: list[Step] = [
+        Event(_event("session.status_running")),
+        Event({**_event("user.message", content=_text("Review all 3 contracts.")), "id": user}),
+        Event(first),
+        Event(_end(first, 1200, 150), 0.2),
+        Event(
+            _event(
+                "workflow_run.created",
+                workflow_run_id=run,
+                name="Review the contracts",
+                phases=[{"id": read, "name": "Read the contracts"}, {"id": reconcile, "name": "Reconcile"}],
+            )
+        ),
+    ]
+    for phase, agents in ((read, ["contract-reader"] * 3), (reconcile, ["reconciler"])):
+        started = _event("workflow_run.phase_started", workflow_run_id=run, workflow_run_phase_id=phase)
+        steps.append(Event(started, 0.05))
+        threads = [f"sthr_demo_{phase}_{i}" for i in range(len(agents))]
+        for thread, agent in zip(threads, agents):
+            steps.append(
+                Event(
+                    _event("session.thread_created", session_thread_id=thread, agent_name=agent, workflow_run_id=run),
+                    0.05,
+                )
+            )
+        for thread, agent in zip(threads, agents):
+            idle = _event(
+                "session.thread_status_idle",
+                session_thread_id=thread,
+                agent_name=agent,
+                stop_reason={"type": "end_turn"},
+            )
+            steps.append(Event(idle, 0.25))
+        steps.append(
+            Event(
+                _event(
+                    "workflow_run.phase_ended",
+                    workflow_run_id=run,
+                    workflow_run_phase_id=phase,
+                    phase_started_id=started["id"],
+                )
+            )
+        )
+    steps += [
+        Event(_event("workflow_run.status_ended", workflow_run_id=run, result={"type": "completed"})),
+        Event(last, 0.05),
+        Event(_event("agent.message", content=_text("Two contracts have uncapped indemnity clauses.")), 0.2),
+        Event(_end(last, 2600, 220)),
+        Event(_event("session.status_idle", stop_reason={"type": "end_turn"})),
+    ]
+    server.queue_send(session_id, [user])
+    server.queue_stream(session_id, steps)
+    client.beta.sessions.events.send(session_id, events=[_message("Review all 3 contracts.")])
+    _read_until_idle(client, session_id)
+
+
 SCENARIOS = [
     Scenario("the real recording: one bash tool call", real_recording),
     Scenario("a custom tool the app runs itself", custom_tool),
     Scenario("a coordinator with two subagents", multi_agent),
     Scenario("a turn that fails: model overloaded", failing),
+    Scenario("an outcome: revised once, then satisfied", outcome),
+    Scenario("a workflow run in two phases", workflow_run),
 ]

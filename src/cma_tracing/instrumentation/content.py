@@ -86,7 +86,7 @@ def plain(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
     if dump is not None:
         try:
-            return dump(mode="json", exclude_none=True)
+            return dump(mode="json", exclude_none=True, warnings=False)
         except Exception:
             return str(value)
     # New containers all the way down: the app's own objects are never handed to `redact`.
