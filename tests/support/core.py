@@ -32,7 +32,7 @@ def synthetic(name: str) -> list[dict[str, Any]]:
 class Session:
     """A tracker on in-memory exporters, fed events at their own `processed_at` (a 1 ms step without one)."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, agent: Optional[dict[str, Any]] = None, **options: Any) -> None:
         self.spans = InMemorySpanExporter()
         tracer_provider = TracerProvider()
         tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
@@ -46,7 +46,9 @@ class Session:
             "logger_provider": logger_provider,
         }
         telemetry = telemetry_from(options_from(options), providers)
-        self.tracker = SessionTracker("sesn_outcome", telemetry, {"gen_ai.agent.name": "reporter"})
+        self.tracker = SessionTracker(
+            "sesn_outcome", telemetry, {"gen_ai.agent.name": "reporter"} if agent is None else agent
+        )
         self.now = 10**18
 
     def feed(self, events: Iterable[dict[str, Any]]) -> None:
