@@ -229,3 +229,40 @@ async def test_an_outcome_sent_through_the_async_sdk_is_traced_with_its_evaluati
         seen = [e.type async for e in stream]
     assert seen == [e["type"] for e in events]
     _assert_outcome_trace(spans)
+
+
+def test_through_the_sdk_a_steering_message_joins_and_a_second_outcome_is_the_next_turn(
+    instrumented: Any, server: Any, loop_client: Any, spans: Any
+) -> None:
+    from cma_tracing.demo.loopback import Event
+
+    sid = "sesn_outcome_chain"
+    events = synthetic("outcome_revise_then_satisfied")
+    first, rest = events[0], events[1:]
+    steer_at = next(i for i, e in enumerate(rest) if e["type"] == "span.outcome_evaluation_start")
+    steer = {"type": "user.message", "content": [{"type": "text", "text": "Use euros."}]}
+    server.queue_send(sid, [first["id"]])
+    server.queue_stream(sid, [Event(e) for e in [first, *rest[:steer_at]]])
+    server.queue_send(sid, ["sevt_steer"])
+    server.queue_stream(sid, [Event(e) for e in [{**steer, "id": "sevt_steer"}, *rest[steer_at:]]])
+    second = {**first, "id": "sevt_second_outcome", "outcome_id": "outc_second"}
+    server.queue_send(sid, [second["id"]])
+    server.queue_stream(sid, [Event(second), Event(ev.event("user.interrupt")), Event(ev.idle())])
+    loop_client.beta.sessions.events.send(sid, events=[_outcome_request(events)])
+    with loop_client.beta.sessions.events.stream(sid) as stream:
+        list(stream)
+    loop_client.beta.sessions.events.send(sid, events=[steer])
+    with loop_client.beta.sessions.events.stream(sid) as stream:
+        list(stream)
+    loop_client.beta.sessions.events.send(sid, events=[_outcome_request(events)])
+    with loop_client.beta.sessions.events.stream(sid) as stream:
+        list(stream)
+    steered, interrupted = sorted(spans.turns(), key=lambda t: t.start_time or 0)
+    assert (attrs(steered)["anthropic.outcome.result"], attrs(steered)["anthropic.turn.stop_reason"]) == (
+        "satisfied",
+        "end_turn",
+    )
+    assert [e.name for e in steered.events if e.name == "user.message"] == ["user.message"]  # once, at its send
+    i = attrs(interrupted)
+    assert (i["anthropic.turn.index"], i["anthropic.outcome.id"]) == (2, "outc_second")
+    assert (i["anthropic.outcome.result"], i["anthropic.outcome.iterations"]) == ("interrupted", 0)  # before any cycle
