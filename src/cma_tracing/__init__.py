@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Union
 
+from .after import TraceSummary, async_trace_session, trace_session
 from .instrumentor import ClaudeManagedAgentsInstrumentor
 from .version import __version__
 
-__all__ = ["ClaudeManagedAgentsInstrumentor", "instrument", "uninstrument", "__version__"]
+__all__ = [
+    "ClaudeManagedAgentsInstrumentor",
+    "TraceSummary",
+    "async_trace_session",
+    "instrument",
+    "trace_session",
+    "uninstrument",
+    "__version__",
+]
 
 
 def instrument(

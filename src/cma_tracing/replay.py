@@ -17,8 +17,9 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 from .config import options_from
 from .instrumentation.agents import agent_attributes
 from .instrumentation.attributes import StopReason
-from .instrumentation.fields import timestamp_ns
+from .instrumentation.fields import as_list, get, timestamp_ns
 from .instrumentation.session import SessionTracker
+from .instrumentation.telemetry import Telemetry
 from .instrumentor import telemetry_from
 
 _STREAM = re.compile(r"/v1/sessions/([^/?#]+)/events/stream")
@@ -56,6 +57,36 @@ def load(path: Union[str, Path], session_id: Optional[str] = None) -> list[Recor
     return [RecordedSession(session_id or path.stem, [Step("read", list(events))])]
 
 
+class SessionFeed:
+    """One session's events fed to the core after the fact, each at its own `processed_at` (never before the event
+    fed before it), since nobody saw them arrive. `replay` and `trace_session` both build traces through it."""
+
+    def __init__(self, session_id: str, telemetry: Telemetry, session: Any = None) -> None:
+        self.tracker = SessionTracker(session_id, telemetry, agent_attributes(session) if session is not None else None)
+        self.last_ns = 0
+
+    def at(self, event: Any) -> int:
+        """When to place `event`: its stamp, or the previous event's time when it has none or an earlier one."""
+        self.last_ns = _time_ns(event, self.last_ns)
+        return self.last_ns
+
+    def read(self, event: Any) -> None:
+        self.tracker.on_event(event, self.at(event))
+
+    def send(self, events: list[Any], response: Any, at_ns: int) -> None:
+        """A send the recording shows (its sent events and the API's echo), unless its events were already read."""
+        echoed = [get(e, "id") for e in as_list(get(response, "data"))]
+        if any(self.tracker.has_seen(i) for i in echoed if isinstance(i, str)):
+            return  # its events were already read on a stream recorded before the send's own response
+        send = self.tracker.begin_send(events, at_ns)
+        self.tracker.send_succeeded(send, response)
+
+    def finish(self) -> int:
+        """End what the events leave open (a turn ends `unobserved` at its last event); returns the turns traced."""
+        self.tracker.end_all(StopReason.UNOBSERVED)
+        return self.tracker.turn_count
+
+
 def replay(
     sessions: Iterable[RecordedSession],
     *,
@@ -73,23 +104,14 @@ def replay(
     telemetry = telemetry_from(options_from(options), {**kwargs, **options})
     turns = 0
     for recorded in sessions:
-        tracker = SessionTracker(
-            recorded.session_id, telemetry, agent_attributes(recorded.session) if recorded.session else None
-        )
-        last = 0
+        feed = SessionFeed(recorded.session_id, telemetry, recorded.session)
         for index, step in enumerate(recorded.steps):
             if step.kind == "send":
-                echoed = [e.get("id") for e in (step.response or {}).get("data", []) if isinstance(e, dict)]
-                if any(tracker.has_seen(i) for i in echoed if isinstance(i, str)):
-                    continue  # its events were already read on a stream recorded before the send's own response
-                send = tracker.begin_send(step.events, _next_time(recorded.steps[index + 1 :], last))
-                tracker.send_succeeded(send, step.response)
+                feed.send(step.events, step.response, _next_time(recorded.steps[index + 1 :], feed.last_ns))
                 continue
             for event in step.events:
-                last = _time_ns(event, last)
-                tracker.on_event(event, last)
-        tracker.end_all(StopReason.UNOBSERVED)  # a turn the recording leaves open ends at its last event
-        turns += tracker.turn_count
+                feed.read(event)
+        turns += feed.finish()
     return turns
 
 

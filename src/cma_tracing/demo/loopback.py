@@ -187,6 +187,8 @@ class FakeCMAServer:
         self._streams: dict[_Key, deque[list[Step]]] = defaultdict(deque)
         self._sends: dict[str, deque[_SendPlan]] = defaultdict(deque)
         self._pages: dict[_Key, deque[_Page]] = defaultdict(deque)
+        self._histories: dict[_Key, tuple[list[dict[str, Any]], int]] = {}
+        self._missing: set[str] = set()
         self._stream_closes: dict[_Key, int] = defaultdict(int)
         self._connections: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None
@@ -257,6 +259,19 @@ class FakeCMAServer:
         with self._lock:
             self._pages[(session_id, thread_id)].append(_Page([dict(e) for e in events], next_page))
 
+    def set_history(
+        self, session_id: str, events: Sequence[dict[str, Any]], page_size: int = 100, thread_id: str | None = None
+    ) -> None:
+        """What the session's (or thread's) events list answers from now on, every time, as the API pages it: oldest
+        first, `page_size` at a time, a cursor in `next_page`. Queued pages, if any, are answered first."""
+        with self._lock:
+            self._histories[(session_id, thread_id)] = ([dict(e) for e in events], max(1, page_size))
+
+    def forget_session(self, session_id: str) -> None:
+        """Retrieving the session, or listing its events, answers 404 from now on."""
+        with self._lock:
+            self._missing.add(session_id)
+
     def set_session(self, session_id: str, obj: dict[str, Any] | None = None) -> None:
         """Set what retrieve returns for `session_id` (default: the template) and queue the id for the next create."""
         body = copy.deepcopy(obj) if obj is not None else _session_object(session_id)
@@ -295,10 +310,18 @@ class FakeCMAServer:
             plans = self._sends[session_id]
             return plans.popleft() if plans else None
 
-    def _take_page(self, key: _Key) -> _Page:
+    def _take_page(self, key: _Key, cursor: str | None = None) -> _Page:
         with self._lock:
             pages = self._pages[key]
-            return pages.popleft() if pages else _Page([], None)
+            if pages:
+                return pages.popleft()
+            history = self._histories.get(key)
+            if history is None:
+                return _Page([], None)
+            events, size = history
+            start = int(cursor[2:]) if cursor and cursor.startswith("o_") and cursor[2:].isdigit() else 0
+            end = start + size
+            return _Page(copy.deepcopy(events[start:end]), f"o_{end}" if end < len(events) else None)
 
     def _take_stream(self, key: _Key) -> list[Step] | None:
         with self._lock:
@@ -444,12 +467,15 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 if action == "create":
                     self._send_json(200, self._fake._create_session())
+                elif sid in self._fake._missing:
+                    self._send_json(404, _error_body("not_found_error", f"session {sid} not found"))
                 elif action == "retrieve":
                     self._send_json(200, self._fake._retrieve_session(sid))
                 elif action == "send":
                     self._events_send(sid, body)
                 elif action == "list":
-                    page = self._fake._take_page((sid, tid))
+                    cursor = parse_qs(split.query).get("page", [None])[0]
+                    page = self._fake._take_page((sid, tid), cursor)
                     self._send_json(200, {"data": page.events, "next_page": page.next_page})
                 else:
                     self._stream((sid, tid))

@@ -1,0 +1,308 @@
+"""SPEC §3.6: a session traced after the fact from the API (`trace_session`), against the loopback server whose
+`events.list` and `threads.events.list` page a session's history as the real API does."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from typing import Any
+
+import anthropic
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import cma_tracing
+from cma_tracing.demo.loopback import Event, FakeCMAServer
+from tests.support import events as ev
+from tests.support.core import synthetic
+from tests.support.scenarios import turn_events
+from tests.support.spans import attrs
+
+
+def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def _turns(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
+    found = [s for s in exporter.get_finished_spans() if s.name.startswith("invoke_agent") and s.parent is None]
+    return sorted(found, key=lambda s: s.start_time or 0)
+
+
+def _shape(spans: list[ReadableSpan]) -> list[tuple[Any, ...]]:
+    by_id = {s.context.span_id: s for s in spans}
+
+    def path(span: ReadableSpan) -> tuple[str, ...]:
+        parent = by_id.get(span.parent.span_id) if span.parent is not None else None
+        return (*path(parent), span.name) if parent is not None else (span.name,)
+
+    timing = {"gen_ai.response.time_to_first_chunk", "server.address", "server.port", "anthropic.beta"}
+    return sorted(
+        (path(s), tuple(sorted((k, v) for k, v in (s.attributes or {}).items() if k not in timing))) for s in spans
+    )
+
+
+def test_a_session_nobody_streamed_is_traced_from_its_events(
+    server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    """A deployment-style session: created with initial events, run by the server, never streamed."""
+    events = synthetic("deployment_fired_session")
+    server.set_session("sesn_deployed")
+    server.set_history("sesn_deployed", events, page_size=3)
+    provider, exporter = _provider()
+    summary = cma_tracing.trace_session(loop_client, "sesn_deployed", tracer_provider=provider)
+    (turn,) = _turns(exporter)
+    a = attrs(turn)
+    assert (a["anthropic.turn.trigger"], a["anthropic.turn.stop_reason"]) == ("user.message", "end_turn")
+    assert a["gen_ai.agent.name"] == "loopback-agent-bash"  # from the retrieved session
+    assert (a["anthropic.turn.model_requests"], a["anthropic.turn.tool_calls"]) == (2, 1)
+    assert summary == cma_tracing.TraceSummary(1, len(exporter.get_finished_spans()), events[-1]["id"])
+    list_calls = [r for r in server.requests if r.path.endswith("/events") and r.method == "GET"]
+    assert len(list_calls) == 4  # ten events, three a page
+    assert (turn.end_time or 0) - (turn.start_time or 0) == 4_620_000_000  # from its events' own stamps
+
+
+def _coordinator(server: FakeCMAServer, session_id: str) -> None:
+    start, end_at = ev.request_start(), None
+    del end_at
+    stream = [
+        ev.user_message("sevt_coord_u"),
+        ev.running(),
+        start,
+        ev.request_end(start["id"], 100, 10),
+        ev.event("session.thread_created", session_thread_id="sthr_a", agent_name="researcher"),
+        ev.event("session.thread_created", session_thread_id="sthr_b", agent_name="writer"),
+        ev.event("session.thread_status_idle", session_thread_id="sthr_a", stop_reason={"type": "end_turn"}),
+        ev.event("session.thread_status_idle", session_thread_id="sthr_b", stop_reason={"type": "end_turn"}),
+        ev.idle(),
+    ]
+    server.set_session(session_id)
+    server.set_history(session_id, stream, page_size=4)
+    for thread, tokens in (("sthr_a", 300), ("sthr_b", 500)):
+        own = ev.request_start()
+        # Each thread's model request lies between its creation and its idle on the server's clock.
+        own["processed_at"] = stream[5]["processed_at"]
+        done = ev.request_end(own["id"], tokens, 30)
+        done["processed_at"] = stream[6]["processed_at"]
+        server.set_history(session_id, [own, done], thread_id=thread)
+
+
+def test_a_coordinator_with_two_subagents_gets_their_model_requests_from_their_threads(
+    server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    _coordinator(server, "sesn_coord")
+    provider, exporter = _provider()
+    cma_tracing.trace_session(loop_client, "sesn_coord", tracer_provider=provider)
+    spans = list(exporter.get_finished_spans())
+    (turn,) = _turns(exporter)
+    assert attrs(turn)["gen_ai.usage.input_tokens"] == 100 + 300 + 500
+    for name, tokens in (("invoke_agent researcher", 300), ("invoke_agent writer", 500)):
+        (subagent,) = [s for s in spans if s.name == name]
+        (chat,) = [s for s in spans if s.parent is not None and s.parent.span_id == subagent.context.span_id]
+        assert attrs(chat)["gen_ai.usage.input_tokens"] == tokens
+        assert (subagent.start_time or 0) <= (chat.start_time or 0) <= (chat.end_time or 0) <= (subagent.end_time or 0)
+
+
+def test_an_outcome_session_traced_after_the_fact_is_the_tree_a_live_stream_gives(
+    server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    events = synthetic("outcome_revise_then_satisfied")
+    server.set_session("sesn_outcome_after")
+    server.set_history("sesn_outcome_after", events, page_size=7)
+    provider, after = _provider()
+    cma_tracing.trace_session(loop_client, "sesn_outcome_after", tracer_provider=provider)
+    live_provider, live = _provider()
+    cma_tracing.instrument(tracer_provider=live_provider)
+    try:
+        loop_client.beta.sessions.retrieve("sesn_outcome_after")
+        server.queue_stream("sesn_outcome_after", [Event(e) for e in events])
+        with loop_client.beta.sessions.events.stream("sesn_outcome_after") as stream:
+            list(stream)
+    finally:
+        cma_tracing.uninstrument()
+    assert _shape(list(after.get_finished_spans())) == _shape(list(live.get_finished_spans()))
+    assert [s.name for s in after.get_finished_spans()].count("evaluation outcome") == 2
+
+
+def test_last_turns_traces_each_turn_exactly_once_as_a_webhook_handler_would(
+    server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    history: list[dict[str, Any]] = []
+    traced: list[tuple[int, str]] = []
+    for n in range(1, 4):  # a turn ends; the webhook fires; its handler traces the last turn
+        history += turn_events(f"sevt_turn{n}", input_tokens=n)
+        server.set_history("sesn_webhook", history, page_size=5)
+        provider, exporter = _provider()
+        summary = cma_tracing.trace_session(loop_client, "sesn_webhook", tracer_provider=provider, last_turns=1)
+        assert summary.turns == 1 and summary.last_event_id == history[-1]["id"]
+        (turn,) = _turns(exporter)
+        traced.append((attrs(turn)["anthropic.turn.index"], attrs(turn)["gen_ai.usage.input_tokens"]))
+    assert traced == [(1, 2), (2, 4), (3, 6)]  # two model requests of n tokens each, once per turn
+
+
+def test_a_failing_list_call_raises_to_the_caller_and_leaves_nothing_open(
+    server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    server.set_session("sesn_fails")
+    first = turn_events("sevt_fails_u")
+    server.queue_list_page("sesn_fails", first[:5], next_page="o_5")
+    server.forget_session("sesn_fails_other")
+    provider, exporter = _provider()
+    # The second page's call fails: the loopback server answers an unknown cursor with an empty page, so make the
+    # session disappear between the pages instead.
+    original = server._take_page
+
+    def disappear(key: Any, cursor: Any = None) -> Any:
+        server.forget_session("sesn_fails")
+        return original(key, cursor)
+
+    server._take_page = disappear  # type: ignore[method-assign]
+    with pytest.raises(anthropic.NotFoundError):
+        cma_tracing.trace_session(loop_client, "sesn_fails", tracer_provider=provider)
+    (turn,) = _turns(exporter)  # what was traced is ended, not left open
+    assert attrs(turn)["anthropic.turn.stop_reason"] == "unobserved"
+
+
+def test_an_unknown_session_raises_not_found(server: FakeCMAServer, loop_client: anthropic.Anthropic) -> None:
+    server.forget_session("sesn_nowhere")
+    with pytest.raises(anthropic.NotFoundError):
+        cma_tracing.trace_session(loop_client, "sesn_nowhere", tracer_provider=_provider()[0])
+
+
+def test_the_calls_are_not_traced_even_when_instrumented(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Any
+) -> None:
+    server.set_session("sesn_quiet")
+    server.set_history("sesn_quiet", turn_events("sevt_quiet_u"))
+    cma_tracing.trace_session(loop_client, "sesn_quiet", tracer_provider=_provider()[0])
+    assert spans.all() == []  # the instrumented client's own spans (and page hook) stayed quiet
+
+
+@pytest.mark.asyncio
+async def test_the_async_client_traces_the_same(
+    server: FakeCMAServer, loop_async_client: anthropic.AsyncAnthropic
+) -> None:
+    _coordinator(server, "sesn_coord_async")
+    provider, exporter = _provider()
+    summary = await cma_tracing.async_trace_session(loop_async_client, "sesn_coord_async", tracer_provider=provider)
+    (turn,) = _turns(exporter)
+    assert attrs(turn)["gen_ai.usage.input_tokens"] == 900 and summary.turns == 1
+
+
+@pytest.mark.slow
+def test_a_session_of_a_hundred_thousand_events_traces_in_flat_memory(
+    server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    """Memory holds a page and the open turn: tracing 100,000 events peaks no higher than tracing 10,000."""
+
+    provider = TracerProvider()  # no processor: spans are made and dropped
+    peaks = []
+    for turns in (800, 8000):  # 10,400 and 104,000 events
+        history = [e for n in range(turns) for e in turn_events(f"sevt_big{turns}_{n}")]
+        server.set_history(f"sesn_big{turns}", history, page_size=500)
+        gc.collect()
+        tracemalloc.start()
+        summary = cma_tracing.trace_session(loop_client, f"sesn_big{turns}", tracer_provider=provider)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert summary.turns == turns
+        server.set_history(f"sesn_big{turns}", [])
+        del history
+    assert peaks[1] < peaks[0] + 2_000_000, peaks  # ten times the events, not ten times the memory
+
+
+def _cli(*args: str, env: dict[str, str]) -> Any:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "cma-tracing"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ANTHROPIC_"))}
+    return subprocess.run(
+        [str(script), "trace", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, "COLUMNS": "200", **env},
+    )
+
+
+def test_the_trace_command_prints_the_tree_of_a_session(server: FakeCMAServer) -> None:
+    server.set_session("sesn_cli")
+    server.set_history("sesn_cli", synthetic("workflow_run_completed"), page_size=10)
+    done = _cli("sesn_cli", env={"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": server.base_url})
+    assert done.returncode == 0, done.stderr
+    assert "invoke_workflow" in done.stdout and "workflow_phase Reconcile the findings" in done.stdout
+    assert "1 turn," in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (("sesn_x",), {}, "ANTHROPIC_API_KEY is not set"),
+        (("sesn_gone",), {"ANTHROPIC_API_KEY": "k"}, "session sesn_gone not found"),
+        (("sesn_x",), {"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}, "cannot reach the API"),
+        (("sesn_x", "--last", "0"), {"ANTHROPIC_API_KEY": "k"}, "--last 0"),
+    ],
+)
+def test_the_trace_command_fails_in_one_clear_line(
+    server: FakeCMAServer, args: tuple[str, ...], env: dict[str, str], says: str
+) -> None:
+    server.forget_session("sesn_gone")
+    env = {"ANTHROPIC_BASE_URL": server.base_url, **env}
+    done = _cli(*args, env=env)
+    assert done.returncode == 2
+    assert says in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_readmes_webhook_receiver_traces_the_turn_a_webhook_announces(server: FakeCMAServer, tmp_path: Any) -> None:
+    """The README's block itself, extracted (not copied), run against the loopback server."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- webhook-example -->\n```python\n", 1)[1].split("\n```", 1)[0]
+    script = tmp_path / "webhook.py"
+    script.write_text(block)
+    server.set_session("sesn_hooked")
+    server.set_history("sesn_hooked", turn_events("sevt_hooked_u"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "ANTHROPIC_BASE_URL": server.base_url, "ANTHROPIC_API_KEY": "k", "PORT": str(port)}
+    receiver = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        payload = {
+            "type": "event",
+            "id": "wevt_1",
+            "created_at": "2026-10-20T10:00:00Z",
+            "data": {"type": "session.status_idled", "id": "sesn_hooked", "organization_id": "o", "workspace_id": "w"},
+        }
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=json.dumps(payload).encode(), method="POST")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    assert response.status == 204
+                break
+            except OSError:
+                assert receiver.poll() is None, receiver.stderr.read() if receiver.stderr else ""
+                assert time.monotonic() < deadline, "the receiver did not start"
+                time.sleep(0.1)
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=10)
+    lists = [r for r in server.requests if r.method == "GET" and r.path == "/v1/sessions/sesn_hooked/events"]
+    assert len(lists) == 2  # the last_turns pass, then the traced one
