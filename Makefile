@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup test demo bench check clean
+.PHONY: setup test matrix demo bench check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ setup: $(BIN)/.installed
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The compatibility matrix (scripts/matrix.sh): other Pythons, the oldest anthropic 2.x, every declared floor; each leg
+# in its own venv under .matrix/. `make matrix LEGS="floors py3.13"` runs only those legs.
+matrix: setup
+	HOST_PYTHON=$(BIN)/python bash scripts/matrix.sh $(LEGS)
 
 demo: setup
 	$(BIN)/cma-tracing demo
@@ -29,4 +34,4 @@ check: setup
 	$(BIN)/ruff format --check src tests benchmarks scripts
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .matrix .pytest_cache
