@@ -306,3 +306,33 @@ def test_the_readmes_webhook_receiver_traces_the_turn_a_webhook_announces(server
         receiver.wait(timeout=10)
     lists = [r for r in server.requests if r.method == "GET" and r.path == "/v1/sessions/sesn_hooked/events"]
     assert len(lists) == 2  # the last_turns pass, then the traced one
+
+
+def test_the_serve_commands_sessions_trace_as_the_readme_shows() -> None:
+    from cma_tracing.demo.serve import SESSIONS, start
+
+    server = start()
+    try:
+        client = anthropic.Anthropic(base_url=server.base_url, api_key="any", max_retries=0)
+        for session_id in SESSIONS:
+            provider, exporter = _provider()
+            summary = cma_tracing.trace_session(client, session_id, tracer_provider=provider)
+            assert summary.turns == 1 and summary.spans == len(exporter.get_finished_spans()) > 1
+    finally:
+        server.stop()
+
+
+def test_serve_on_a_port_in_use_fails_in_one_line() -> None:
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        script = Path(sys.executable).parent / "cma-tracing"
+        done = subprocess.run([str(script), "serve", "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "cannot serve on 127.0.0.1" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr

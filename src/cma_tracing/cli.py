@@ -31,6 +31,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     replay.add_argument("--otlp-endpoint", help="export over OTLP/HTTP (default: OTEL_EXPORTER_OTLP_* if set)")
     replay.add_argument("--content", action="store_true", help="capture message content (off by default)")
+    serve = commands.add_parser(
+        "serve", help="run the demo's loopback CMA server, with sessions to trace, until Ctrl-C"
+    )
+    serve.add_argument("--port", type=int, default=0, help="the port on 127.0.0.1 (default: a free one)")
     trace = commands.add_parser(
         "trace", help="trace a session after the fact from the API (ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL)"
     )
@@ -50,6 +54,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .demo.run import run_demo
 
         return 0 if run_demo(console, args.otlp_endpoint, capture_content=not args.no_content) else 1
+    if args.command == "serve":
+        from .demo.serve import serve as serve_forever
+
+        try:
+            serve_forever(console, args.port)
+        except OSError as error:
+            print(f"cma-tracing: cannot serve on 127.0.0.1:{args.port}: {error.strerror or error}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "trace":
         return _trace(console, args.session_id, args.last, args.otlp_endpoint, args.content)
     return _replay(console, args.file, args.session_id, args.otlp_endpoint, args.content)

@@ -194,12 +194,12 @@ class FakeCMAServer:
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> FakeCMAServer:
-        """Bind a free port on 127.0.0.1 and serve from a daemon thread."""
+    def start(self, port: int = 0) -> FakeCMAServer:
+        """Bind `port` (0: a free one) on 127.0.0.1 and serve from a daemon thread."""
         if self._httpd is not None:
             raise RuntimeError("server already started")
         self._stopping.clear()
-        httpd = _HTTPServer(("127.0.0.1", 0), _Handler, self)
+        httpd = _HTTPServer(("127.0.0.1", port), _Handler, self)
         self._httpd = httpd
         self.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
         self._thread = serve_in_thread(httpd, "fake-cma-server")
