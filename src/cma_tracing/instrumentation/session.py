@@ -15,21 +15,18 @@ from typing import AbstractSet, Any, Callable, Final, Iterable, Mapping, Optiona
 from opentelemetry.util.types import AttributeValue
 
 from . import attributes as A
-from . import handlers
+from . import feeds, handlers, sends
 from .attributes import StopReason
 from .attributes import Trigger
 from .event_table import (
     EVENT_ROLES,
-    OPENING_TYPES,
-    REPLY_TYPES,
-    SESSION_STATUS_IDLE,
     SESSION_STATUS_RUNNING,
     USER_DEFINE_OUTCOME,
     USER_MESSAGE,
 )
-from .outcomes import Outcome, outcome_content
+from .outcomes import Outcome
 from .workflows import WorkflowRuns
-from .fields import as_list, get, get_str, timestamp, type_and_id
+from .fields import get, get_str, timestamp
 from .safety import log_swallowed, never_raises
 from .telemetry import Telemetry
 from .protocol import LIST, STREAM, Next, Origin, Send, StreamEnd
@@ -152,7 +149,7 @@ class SessionTracker:
                 event_id = fields.get("id")
                 turn = self.turn
                 if origin is not STREAM and origin.thread_id is not None:
-                    turn, now_ns = self._thread_turn(turn, origin.thread_id, fields, now_ns)
+                    turn, now_ns = feeds.thread_turn(self, turn, origin.thread_id, fields, now_ns)
                 if event_id is not None:
                     if event_id.__class__ is not str:
                         event_id = None
@@ -215,169 +212,35 @@ class SessionTracker:
         except Exception:
             log_swallowed("SessionTracker.on_event")
 
-    @never_raises
     def on_listed(self, events: Iterable[Any], now_ns: int, thread_id: Optional[str] = None) -> None:
-        """A page of `events.list` (or of a thread's `threads.events.list` with `thread_id`): feeds the open turn
-        with the events listed after its own user.message, no others; a thread's page read after its turn ended
-        feeds that turn's subagent as late children.
+        """A page of `events.list` (or of a thread's `threads.events.list`); see `feeds.on_listed`. Never raises."""
+        feeds.on_listed(self, events, now_ns, thread_id)
 
-        Listing a session's history must neither open turns nor fold earlier turns into the open one.
-        """
-        with self._lock:
-            if self.detached:
-                return
-            origin = LIST if thread_id is None else Origin.thread(thread_id)
-            turn = self.turn
-            if turn is None or turn.adopting:
-                if thread_id is not None and self.late is not None:
-                    for event in events:
-                        self.on_event(event, now_ns, origin)  # each goes under its ended subagent, or nowhere
-                return
-            for event in events:
-                fields, event_type, event_id = type_and_id(event)
-                at = timestamp(fields.get("processed_at"))
-                if at is None:
-                    continue
-                if turn.anchor is None:
-                    if event_type == USER_MESSAGE and event_id in turn.owned_ids:
-                        turn.anchor = at
-                        self.on_event(event, now_ns, origin)
-                    continue
-                if at > turn.anchor:
-                    self.on_event(event, now_ns, origin)
-                if self.turn is not turn:
-                    break
-
-    @never_raises
     def threads_to_fetch(self, event: Any) -> list[str]:
-        """With `fetch_subthreads`, for a `session.status_idle` about to end the open turn: the subagent threads
-        whose own feeds to fetch first (the turn's, open or ended). Empty otherwise."""
-        with self._lock:
-            turn = self.turn
-            if (
-                turn is None
-                or turn.children is None
-                or turn.anchor is None
-                or get(event, "type") != SESSION_STATUS_IDLE
-            ):
-                return []
-            stop = get(event, "stop_reason")
-            if (get_str(stop, "type") if stop is not None else None) == StopReason.REQUIRES_ACTION:
-                return []
-            return turn.children.thread_ids()
+        """With `fetch_subthreads`, the threads to fetch before this idle; see `feeds.threads_to_fetch`."""
+        return feeds.threads_to_fetch(self, event) or []
 
-    @never_raises
     def on_fetched(self, thread_id: str, events: Iterable[Any], now_ns: int) -> None:
-        """A page of a subagent thread's events fetched after the fact (`fetch_subthreads`): those after the turn's
-        own user.message go under the thread's subagent span, placed by their stamps (nobody saw them arrive)."""
-        with self._lock:
-            turn = self.turn
-            if turn is None or turn.children is None or turn.anchor is None:
-                return
-            subagent = turn.children.subagent(thread_id)
-            if subagent is None:
-                return
-            origin = Origin.fetched_thread(thread_id)
-            for event in events:
-                at_ns = turn.place(subagent, get(event, "processed_at"), now_ns)
-                if at_ns is not None:
-                    self.on_event(event, at_ns, origin)
-
-    def _thread_turn(
-        self, turn: Optional[Turn], thread_id: str, fields: Any, now_ns: int
-    ) -> tuple[Optional[Turn], int]:
-        """The turn a thread feed's event goes to: the open turn, or the last ended one if the thread was its subagent
-        and the event came after that turn's start and before the open one's (then timed by its stamp)."""
-        late = self.late
-        if late is None or late.children is None:
-            return turn, now_ns
-        if turn is not None and turn.children is not None and turn.children.knows_thread(thread_id):
-            return turn, now_ns
-        subagent = late.children.subagent(thread_id)
-        if subagent is None:
-            return turn, now_ns
-        stamp = fields.get("processed_at") if isinstance(fields, dict) else None
-        at = timestamp(stamp)
-        if at is None or late.anchor is None or at <= late.anchor:
-            return turn, now_ns
-        if turn is not None and turn.anchor is not None and at > turn.anchor:
-            return turn, now_ns
-        at_ns = late.place(subagent, stamp, subagent.end_ns)
-        return (late, at_ns) if at_ns is not None else (turn, now_ns)
+        """A page of a subagent thread's events fetched after the fact; see `feeds.on_fetched`. Never raises."""
+        feeds.on_fetched(self, thread_id, events, now_ns)
 
     # -- sends ---------------------------------------------------------------------------------------------------
 
-    @never_raises
     def begin_send(self, events: Any, now_ns: int) -> Optional[Send]:
-        """Before a send's HTTP request: open a turn for a user.message or user.define_outcome, steer an outcome, or
-        join the open turn. Returns the send's turn (to make current while it runs, so its HTTP span nests under the
-        turn) and whether it opened it."""
-        events = list(events) if isinstance(events, (list, tuple)) else []
-        types = [get_str(e, "type") for e in events]
-        with self._lock:
-            if self.detached:
-                return None
-            turn = self.turn
-            if any(t in OPENING_TYPES for t in types) and not (
-                turn is not None and _steering(turn) and USER_DEFINE_OUTCOME not in types
-            ):
-                if turn is not None:
-                    self._end(turn, StopReason.SUPERSEDED, now_ns)
-                opened = self._open_with(events, types, now_ns, Trigger.USER_MESSAGE)
-                for event, event_type in zip(events, types):
-                    if event_type in REPLY_TYPES:  # a system.message riding along, say
-                        handlers.reply_sent(opened, event, event_type, now_ns)
-                return Send(opened, True)
-            if turn is None:
-                return None
-            turn.last_ns = now_ns
-            for event, event_type in zip(events, types):
-                if event_type in REPLY_TYPES or event_type == USER_MESSAGE:  # a steering user.message is one too
-                    handlers.reply_sent(turn, event, event_type, now_ns)
-                    self._add_input(turn, event)
-            return Send(turn, False)
+        """Before a send's HTTP request: open, steer or join a turn; see `sends.begin_send`. Never raises."""
+        return sends.begin_send(self, events, now_ns)
 
-    @never_raises
     def begin_initial(self, events: Any, now_ns: int) -> None:
-        """A `sessions.create(initial_events=...)` that succeeded: its user.message or user.define_outcome opens the
-        new session's first turn (trigger `initial_events`), which owns the first such echo it sees."""
-        events = list(events) if isinstance(events, (list, tuple)) else []
-        types = [get_str(e, "type") for e in events]
-        if not any(t in OPENING_TYPES for t in types):
-            return
-        with self._lock:
-            if self.detached:
-                return
-            if self.turn is not None:
-                self._end(self.turn, StopReason.SUPERSEDED, now_ns)
-            opened = self._open_with(events, types, now_ns, Trigger.INITIAL_EVENTS)
-            for event, event_type in zip(events, types):
-                if event_type in REPLY_TYPES:
-                    handlers.reply_sent(opened, event, event_type, now_ns)
+        """A `sessions.create(initial_events=...)` that succeeded; see `sends.begin_initial`. Never raises."""
+        sends.begin_initial(self, events, now_ns)
 
-    @never_raises
     def send_succeeded(self, send: Optional[Send], response: Any) -> None:
-        """The send's response echoes each event with its id: the turn it opened owns its user events' ids."""
-        if send is None or not send.opened:
-            return
-        with self._lock:
-            turn = send.turn
-            for echo in as_list(get(response, "data")):
-                event_id = get_str(echo, "id")
-                event_type = get(echo, "type")
-                if event_id is not None and event_type in OPENING_TYPES:
-                    turn.owned_ids.add(event_id)
-                    if turn.outcome is not None and event_type == USER_DEFINE_OUTCOME:
-                        turn.outcome.learn_id(turn, echo)
-            turn.adopting = False
+        """The send's response names its events' ids; see `sends.send_succeeded`. Never raises."""
+        sends.send_succeeded(self, send, response)
 
-    @never_raises
     def send_failed(self, send: Optional[Send], error: BaseException, error_type: str) -> None:
-        """The send that opened its turn failed: the turn ends with it (its exception still reaches the app)."""
-        if send is None or not send.opened:
-            return
-        with self._lock:
-            self._end(send.turn, StopReason.SEND_ERROR, time.time_ns(), error_type, error)
+        """The send that opened its turn failed: the turn ends `send_error`. Never raises."""
+        sends.send_failed(self, send, error, error_type)
 
     # -- streams, claims and the end of the session's state ---------------------------------------------------------
 
@@ -523,7 +386,7 @@ class SessionTracker:
             if turn.adopting or turn.adoptable:
                 self._adopt(turn, event, event_id, now_ns, origin, is_outcome)
                 return
-            if not is_outcome and _steering(turn):
+            if not is_outcome and sends.steering(turn):
                 if event_id is not None:
                     turn.owned_ids.add(event_id)
                 if not handlers.was_sent(turn, event, USER_MESSAGE):
@@ -532,7 +395,7 @@ class SessionTracker:
                         turn.content.add_input(event)
                 return
             self._end(turn, StopReason.SUPERSEDED, now_ns)
-        new = self._open_with([event], [get_str(event, "type")], now_ns, Trigger.USER_MESSAGE, adopting=False)
+        new = sends.open_with(self, [event], [get_str(event, "type")], now_ns, Trigger.USER_MESSAGE, adopting=False)
         if event_id is not None:
             new.owned_ids.add(event_id)
         self._anchor(new, event, now_ns, origin)
@@ -554,7 +417,7 @@ class SessionTracker:
             if is_outcome:
                 turn.outcome = Outcome(event)
                 turn.span.set_attributes(turn.outcome.start_attributes())
-            self._add_input(turn, event)
+            sends.add_input(self, turn, event)
         elif is_outcome and turn.outcome is not None:
             turn.outcome.learn_id(turn, event)
 
@@ -637,32 +500,6 @@ class SessionTracker:
         self.turn = turn
         return turn
 
-    def _open_with(
-        self, events: list[Any], types: list[Optional[str]], now_ns: int, trigger: str, adopting: bool = True
-    ) -> Turn:
-        """Open a turn for the user events that start it (sent, created with the session, or seen): an outcome's
-        turn when one is a user.define_outcome. Its content input is theirs."""
-        outcome: Optional[Outcome] = None
-        for event, event_type in zip(events, types):
-            if event_type == USER_DEFINE_OUTCOME:
-                outcome = Outcome(event)
-                break
-        if trigger == Trigger.USER_MESSAGE and outcome is not None:
-            trigger = Trigger.DEFINE_OUTCOME
-        turn = self._open(now_ns, adopting, trigger, outcome)
-        for event in events:
-            self._add_input(turn, event)
-        return turn
-
-    def _add_input(self, turn: Turn, event: Any) -> None:
-        if turn.content is None:
-            return
-        event_type = get(event, "type")
-        if event_type == USER_MESSAGE:
-            turn.content.add_input(event)
-        elif event_type == USER_DEFINE_OUTCOME:
-            outcome_content(turn, event)
-
     def _resume(self, fields: Any, event_type: Any, now_ns: int) -> Optional[Turn]:
         """Agent work on the session's stream with no turn open: the agent resumed on its own (a budget raise, a
         workflow run that ended, a deployment's session, a process that attached mid-turn). A subagent's
@@ -708,13 +545,6 @@ class SessionTracker:
         if self.turn is not None:
             return Next.WATCH if self.streams_open == 0 else Next.NOTHING
         return Next.DROP if self.claims == 0 else Next.NOTHING
-
-
-def _steering(turn: Turn) -> bool:
-    """Whether a user.message now steers the turn's outcome (one with no terminal verdict yet) rather than starting
-    a new turn."""
-    outcome = turn.outcome
-    return outcome is not None and outcome.steerable and not outcome.terminal
 
 
 def _resolve(name: Optional[str], lifecycle: bool) -> Optional[Handler]:
