@@ -18,7 +18,7 @@ from cma_tracing.demo.loopback import Event, FakeCMAServer
 from tests.support import events as ev
 from tests.support.core import synthetic
 from tests.support.scenarios import turn_events
-from tests.support.spans import attrs
+from tests.support.spans import attrs, tree_shape
 
 
 def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
@@ -31,19 +31,6 @@ def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
 def _turns(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
     found = [s for s in exporter.get_finished_spans() if s.name.startswith("invoke_agent") and s.parent is None]
     return sorted(found, key=lambda s: s.start_time or 0)
-
-
-def _shape(spans: list[ReadableSpan]) -> list[tuple[Any, ...]]:
-    by_id = {s.context.span_id: s for s in spans}
-
-    def path(span: ReadableSpan) -> tuple[str, ...]:
-        parent = by_id.get(span.parent.span_id) if span.parent is not None else None
-        return (*path(parent), span.name) if parent is not None else (span.name,)
-
-    timing = {"gen_ai.response.time_to_first_chunk", "server.address", "server.port", "anthropic.beta"}
-    return sorted(
-        (path(s), tuple(sorted((k, v) for k, v in (s.attributes or {}).items() if k not in timing))) for s in spans
-    )
 
 
 def test_a_session_nobody_streamed_is_traced_from_its_events(
@@ -124,7 +111,7 @@ def test_an_outcome_session_traced_after_the_fact_is_the_tree_a_live_stream_give
             list(stream)
     finally:
         cma_tracing.uninstrument()
-    assert _shape(list(after.get_finished_spans())) == _shape(list(live.get_finished_spans()))
+    assert tree_shape(list(after.get_finished_spans())) == tree_shape(list(live.get_finished_spans()))
     assert [s.name for s in after.get_finished_spans()].count("evaluation outcome") == 2
 
 

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import anthropic
 import pytest
@@ -201,9 +201,8 @@ class Exported:
         return turn
 
 
-@pytest.fixture(scope="module")
-def exported(phoenix: Phoenix) -> Exported:
-    """Drive a turn with a tool call and two model requests through the SDK, export it, read it back from Phoenix."""
+def export_through(phoenix: Phoenix, drive: Callable[[anthropic.Anthropic, Any], None]) -> Exported:
+    """Run `drive(client, loopback)` instrumented, export its spans over OTLP to Phoenix, read them back."""
     mirror = InMemorySpanExporter()
     resource = Resource.create({"service.name": "cma-tracing-e2e", "openinference.project.name": PROJECT})
     provider = TracerProvider(resource=resource)
@@ -215,21 +214,13 @@ def exported(phoenix: Phoenix) -> Exported:
             client = anthropic.Anthropic(
                 base_url=loopback.base_url, api_key="test-key", max_retries=0, open_telemetry=False
             )
-            loopback.set_session("sesn_e2e")
-            client.beta.sessions.retrieve("sesn_e2e")  # learns the agent: name and model
-            queue_turn(loopback, "sesn_e2e", "sevt_e2e_user")
-            client.beta.sessions.events.send("sesn_e2e", events=[message("what is 2+2?")])
-            for event in client.beta.sessions.events.stream("sesn_e2e"):
-                if event.type == "session.status_idle" and event.stop_reason.type != "requires_action":
-                    break
+            drive(client, loopback)
     finally:
         cma_tracing.uninstrument()
     assert provider.force_flush(10_000), "the OTLP exporter did not flush within 10 s"
     provider.shutdown()
     ours = list(mirror.get_finished_spans())
-    assert len(ours) == 4, [s.name for s in ours]  # invoke_agent, chat, execute_tool, chat
     ids = {format(s.context.span_id, "016x") for s in ours}
-
     deadline = time.monotonic() + SPANS_TIMEOUT_S
     theirs: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
@@ -238,6 +229,24 @@ def exported(phoenix: Phoenix) -> Exported:
             return Exported(ours, theirs)
         time.sleep(0.2)
     pytest.fail(f"Phoenix had {len(theirs)} of our {len(ids)} spans after {SPANS_TIMEOUT_S:.0f} s:\n{phoenix.log()}")
+
+
+@pytest.fixture(scope="module")
+def exported(phoenix: Phoenix) -> Exported:
+    """Drive a turn with a tool call and two model requests through the SDK, export it, read it back from Phoenix."""
+
+    def drive(client: anthropic.Anthropic, loopback: Any) -> None:
+        loopback.set_session("sesn_e2e")
+        client.beta.sessions.retrieve("sesn_e2e")  # learns the agent: name and model
+        queue_turn(loopback, "sesn_e2e", "sevt_e2e_user")
+        client.beta.sessions.events.send("sesn_e2e", events=[message("what is 2+2?")])
+        for event in client.beta.sessions.events.stream("sesn_e2e"):
+            if event.type == "session.status_idle" and event.stop_reason.type != "requires_action":
+                break
+
+    found = export_through(phoenix, drive)
+    assert len(found.ours) == 4, [s.name for s in found.ours]  # invoke_agent, chat, execute_tool, chat
+    return found
 
 
 def test_phoenix_stores_every_span_with_its_ids_and_names(exported: Exported) -> None:
@@ -313,42 +322,20 @@ def units_of_work(phoenix: Phoenix) -> Exported:
     from cma_tracing.demo.loopback import Event
     from tests.support.core import synthetic
 
-    mirror = InMemorySpanExporter()
-    resource = Resource.create({"service.name": "cma-tracing-e2e", "openinference.project.name": PROJECT})
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(otlp_exporter(f"{phoenix.url}/v1/traces")))
-    provider.add_span_processor(SimpleSpanProcessor(mirror))
-    cma_tracing.instrument(tracer_provider=provider)
-    try:
-        with running_server() as loopback:
-            client = anthropic.Anthropic(
-                base_url=loopback.base_url, api_key="test-key", max_retries=0, open_telemetry=False
-            )
-            for session_id, name in (
-                ("sesn_e2e_outcome", "outcome_revise_then_satisfied"),
-                ("sesn_e2e_run", "workflow_run_completed"),
-            ):
-                events = synthetic(name)
-                loopback.queue_send(session_id, [events[0]["id"]])
-                loopback.queue_stream(session_id, [Event(e) for e in events])
-                first = {k: v for k, v in events[0].items() if k not in ("id", "processed_at", "outcome_id")}
-                client.beta.sessions.events.send(session_id, events=[first])  # type: ignore[list-item]
-                with client.beta.sessions.events.stream(session_id) as stream:
-                    list(stream)
-    finally:
-        cma_tracing.uninstrument()
-    assert provider.force_flush(10_000), "the OTLP exporter did not flush within 10 s"
-    provider.shutdown()
-    ours = list(mirror.get_finished_spans())
-    ids = {format(s.context.span_id, "016x") for s in ours}
-    deadline = time.monotonic() + SPANS_TIMEOUT_S
-    theirs: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        theirs = [s for s in phoenix.spans(PROJECT) if s["context"]["span_id"] in ids]
-        if len(theirs) == len(ids):
-            return Exported(ours, theirs)
-        time.sleep(0.2)
-    pytest.fail(f"Phoenix had {len(theirs)} of our {len(ids)} spans after {SPANS_TIMEOUT_S:.0f} s:\n{phoenix.log()}")
+    def drive(client: anthropic.Anthropic, loopback: Any) -> None:
+        for session_id, name in (
+            ("sesn_e2e_outcome", "outcome_revise_then_satisfied"),
+            ("sesn_e2e_run", "workflow_run_completed"),
+        ):
+            events = synthetic(name)
+            loopback.queue_send(session_id, [events[0]["id"]])
+            loopback.queue_stream(session_id, [Event(e) for e in events])
+            first = {k: v for k, v in events[0].items() if k not in ("id", "processed_at", "outcome_id")}
+            client.beta.sessions.events.send(session_id, events=[first])  # type: ignore[list-item]
+            with client.beta.sessions.events.stream(session_id) as stream:
+                list(stream)
+
+    return export_through(phoenix, drive)
 
 
 def test_phoenix_stores_evaluation_workflow_and_phase_spans_in_their_trees(units_of_work: Exported) -> None:

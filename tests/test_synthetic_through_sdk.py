@@ -9,11 +9,11 @@ from typing import Any
 
 import anthropic
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
 
 from cma_tracing.demo.loopback import Event, FakeCMAServer
 from tests.conftest import Spans
 from tests.support.core import Session, synthetic
+from tests.support.spans import tree_shape
 
 NAMES = [
     "outcome_revise_then_satisfied",
@@ -26,24 +26,6 @@ NAMES = [
     "thread_rescheduled",
     "deployment_fired_session",
 ]
-#: Attributes that depend on when the client saw each event.
-TIMING = {"gen_ai.response.time_to_first_chunk"}
-
-
-def shape(spans: list[ReadableSpan]) -> list[tuple[Any, ...]]:
-    by_id = {s.context.span_id: s for s in spans}
-
-    def path(span: ReadableSpan) -> tuple[str, ...]:
-        parent = by_id.get(span.parent.span_id) if span.parent is not None else None
-        return (*path(parent), span.name) if parent is not None else (span.name,)
-
-    rows = []
-    for span in spans:
-        attrs = {k: v for k, v in (span.attributes or {}).items() if k not in TIMING}
-        attrs.pop("server.address", None), attrs.pop("server.port", None), attrs.pop("anthropic.beta", None)
-        events = tuple(e.name for e in span.events)
-        rows.append((path(span), span.status.status_code, tuple(sorted(attrs.items())), events))
-    return sorted(rows, key=repr)
 
 
 def _first_user_event(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -87,4 +69,4 @@ def _assert_same_tree_as_the_core(spans: Spans, events: list[dict[str, Any]]) ->
     core.feed(events)
     ours = [s for s in spans.all() if s.instrumentation_scope is None or s.instrumentation_scope.name == "cma_tracing"]
     theirs = [s for s in core.spans.get_finished_spans()]
-    assert shape(ours) == shape(theirs)
+    assert tree_shape(ours, details=True) == tree_shape(theirs, details=True)

@@ -177,3 +177,22 @@ def test_a_run_through_the_sdk_on_one_long_lived_stream(
     assert attrs(run)["anthropic.workflow_run.result"] == "completed"
     assert len(spans.named("workflow_phase Read the contracts")) == 1
     assert attrs(resumed)["anthropic.turn.trigger"] == "resume"
+
+
+def test_child_spans_off_makes_no_run_or_evaluation_spans_or_their_metrics() -> None:
+    s = Session(child_spans=False)
+    s.feed(synthetic("workflow_run_completed"))
+    t = Session(child_spans=False)
+    t.feed(synthetic("outcome_revise_then_satisfied"))
+    for session in (s, t):
+        assert [sp.name.split(" ")[0] for sp in session.spans.get_finished_spans()] == ["invoke_agent"]
+        data = session.metrics.get_metrics_data()
+        operations = {
+            dict(p.attributes or {}).get("gen_ai.operation.name")
+            for r in (data.resource_metrics if data else [])
+            for sc in r.scope_metrics
+            for m in sc.metrics
+            for p in m.data.data_points
+        }
+        assert operations == {"invoke_agent"}
+    assert attrs(t.turn())["anthropic.outcome.result"] == "satisfied"  # the turn still says how the outcome went

@@ -143,13 +143,11 @@ class _Run:
         self.session_id = session_id
         self.feed: Optional[SessionFeed] = None
         self.start_at: Optional[str] = None  # with `last_turns`: the id of the event that opened the first of them
-        self.started = True
         self.skipped_turns = 0  # the session's turns before those traced (turn indexes go on from there)
         self.last_event_id: Optional[str] = None
 
     def begin(self, session: Any) -> None:
         self.feed = SessionFeed(self.session_id, self.telemetry, session)
-        self.started = True
 
     def start_from(self, boundary: _Boundaries) -> None:
         self.start_at, self.skipped_turns = boundary.start()

@@ -61,3 +61,26 @@ def first_chunk_on(turn: ReadableSpan, reads: Reads, event_type: str, nth: int =
     ttfc = attrs(turn)["gen_ai.response.time_to_first_chunk"]
     before, at = reads.window(event_type, nth)
     assert before <= (turn.start_time or 0) + round(ttfc * 1e9) <= at, (ttfc, "first chunk on", event_type)
+
+
+#: Attributes that say when the client saw an event, or which server it talked to: not the tree's shape.
+NOT_SHAPE = frozenset({"gen_ai.response.time_to_first_chunk", "server.address", "server.port", "anthropic.beta"})
+
+
+def tree_shape(spans: list[ReadableSpan], details: bool = False) -> list[tuple[Any, ...]]:
+    """Each span as (its path of names from its root, its attributes but NOT_SHAPE), sorted, to compare two traces
+    of the same events timing aside; with `details`, its status and span event names too."""
+    by_id = {s.context.span_id: s for s in spans}
+
+    def path(span: ReadableSpan) -> tuple[str, ...]:
+        parent = by_id.get(span.parent.span_id) if span.parent is not None else None
+        return (*path(parent), span.name) if parent is not None else (span.name,)
+
+    rows: list[tuple[Any, ...]] = []
+    for span in spans:
+        kept = tuple(sorted((k, v) for k, v in (span.attributes or {}).items() if k not in NOT_SHAPE))
+        if details:
+            rows.append((path(span), span.status.status_code, kept, tuple(e.name for e in span.events)))
+        else:
+            rows.append((path(span), kept))
+    return sorted(rows, key=repr)

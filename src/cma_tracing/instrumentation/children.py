@@ -8,7 +8,7 @@ marked incomplete. Ending a child also records its metric (SPEC §5) and, when c
 
 from __future__ import annotations
 
-from typing import Any, Final, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Final, Mapping, Optional
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
@@ -20,7 +20,9 @@ from .event_table import TOOL_TYPES
 from .fields import get, get_str
 from .metrics import MetricAttributes, metric_attributes
 from .telemetry import Telemetry
-from .workflows import WorkflowRuns
+
+if TYPE_CHECKING:
+    from .workflows import WorkflowRuns
 
 #: Open children of each kind kept per turn; past this, new ones are counted on the turn but get no span.
 MAX_OPEN_CHILDREN: Final = 256
@@ -333,20 +335,7 @@ class TurnChildren:
     def thread_started(self, thread_id: str, agent_name: Optional[str], now_ns: int) -> None:
         if thread_id in self._threads or len(self._threads) >= MAX_OPEN_CHILDREN:
             return
-        attrs: dict[str, AttributeValue] = {
-            A.GEN_AI_OPERATION_NAME: A.OP_INVOKE_AGENT,
-            A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
-            A.SESSION_THREAD_ID: thread_id,
-        }
-        if agent_name:
-            attrs[A.GEN_AI_AGENT_NAME] = agent_name
-        span = self._telemetry.tracer.start_span(
-            f"{A.OP_INVOKE_AGENT} {agent_name}" if agent_name else A.OP_INVOKE_AGENT,
-            context=self._turn_context,
-            kind=SpanKind.INTERNAL,
-            attributes=attrs,
-            start_time=now_ns,
-        )
+        span = start_agent_span(self._telemetry, self._turn_context, thread_id, agent_name, now_ns)
         self._threads[thread_id] = Subagent(span, now_ns)
 
     def thread_event(self, thread_id: str, name: str, attributes: Mapping[str, AttributeValue], now_ns: int) -> None:
@@ -414,6 +403,32 @@ class TurnChildren:
                 if context is not None:
                     return context
         return self._turn_context
+
+
+def start_agent_span(
+    telemetry: Telemetry,
+    parent: Context,
+    thread_id: str,
+    agent_name: Optional[str],
+    now_ns: int,
+    **extra: AttributeValue,
+) -> Span:
+    """The `invoke_agent` span of an agent working in a thread of the session: a subagent, or a workflow run's."""
+    attrs: dict[str, AttributeValue] = {
+        A.GEN_AI_OPERATION_NAME: A.OP_INVOKE_AGENT,
+        A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
+        A.SESSION_THREAD_ID: thread_id,
+        **extra,
+    }
+    if agent_name:
+        attrs[A.GEN_AI_AGENT_NAME] = agent_name
+    return telemetry.tracer.start_span(
+        f"{A.OP_INVOKE_AGENT} {agent_name}" if agent_name else A.OP_INVOKE_AGENT,
+        context=parent,
+        kind=SpanKind.INTERNAL,
+        attributes=attrs,
+        start_time=now_ns,
+    )
 
 
 _SUBAGENT_CHAT_ATTRIBUTES: Final[dict[str, AttributeValue]] = {

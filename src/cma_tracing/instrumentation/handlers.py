@@ -250,8 +250,8 @@ def on_usage(
 def on_workflow_event(
     session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
 ) -> None:
-    if turn.ended:
-        return  # a late feed's
+    if turn.ended or turn.children is None:
+        return  # a late feed's, or child spans are off: a run is one
     session.workflow_runs().on_event(turn, event, get(event, "type"), session.session_id, now_ns)
 
 
@@ -261,7 +261,8 @@ def on_thread_created(
     if origin.fetched or turn.ended:
         return
     if get(event, "workflow_run_id") is not None:  # one of a workflow run's agents, not a subagent
-        session.workflow_runs().on_event(turn, event, THREAD_CREATED, session.session_id, now_ns)
+        if turn.children is not None:
+            session.workflow_runs().on_event(turn, event, THREAD_CREATED, session.session_id, now_ns)
         return
     children = turn.children
     if children is None:

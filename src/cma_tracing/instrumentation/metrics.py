@@ -1,4 +1,4 @@
-"""The four GenAI histograms of SPEC §5, with the semantic conventions' units and bucket advisories."""
+"""The GenAI histograms of SPEC §5, with the semantic conventions' units and bucket advisories."""
 
 from __future__ import annotations
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, Optional
 
-from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, set_span_in_context
 from opentelemetry.util.types import AttributeValue
 
@@ -108,7 +107,7 @@ class Outcome:
                 attrs[A.OUTCOME_ID] = outcome_id
             span = telemetry.tracer.start_span(
                 A.SPAN_EVALUATION_OUTCOME,
-                context=_context_of(turn),
+                context=set_span_in_context(turn.span),
                 kind=SpanKind.INTERNAL,
                 attributes=attrs,
                 start_time=now_ns,
@@ -159,7 +158,7 @@ class Outcome:
                 attrs[A.GEN_AI_EVALUATION_SCORE_LABEL] = label
             span.set_attributes(attrs)
             span.end(end_time=now_ns)
-        if telemetry.metrics is not None and evaluation is not None:
+        if telemetry.metrics is not None and evaluation is not None and evaluation.span is not None:
             telemetry.metrics.evaluation(
                 (now_ns - evaluation.start_ns) / 1e9, tokens[0], tokens[1], turn.templates.evaluation_metric_attributes
             )
@@ -217,7 +216,3 @@ def outcome_content(turn: Turn, event: Any) -> None:
             content.extra[A.OUTCOME_RUBRIC] = encoded[0]
             if encoded[1]:
                 content.truncated = True
-
-
-def _context_of(turn: Turn) -> Context:
-    return set_span_in_context(turn.span)

@@ -30,6 +30,7 @@ from .event_table import (
     WORKFLOW_RUN_STATUS_ENDED,
 )
 from .fields import as_list, get, get_str
+from .children import start_agent_span
 from .metrics import metric_attributes
 
 if TYPE_CHECKING:
@@ -223,23 +224,10 @@ class WorkflowRuns:
         run.thread_count += 1
         if len(run.threads) >= MAX_THREADS_PER_RUN or run.thread_count > MAX_THREADS_PER_RUN:
             return
-        attrs: dict[str, AttributeValue] = {
-            A.GEN_AI_OPERATION_NAME: A.OP_INVOKE_AGENT,
-            A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
-            A.SESSION_THREAD_ID: thread_id,
-            A.WORKFLOW_RUN_ID: run.run_id,
-        }
-        if agent_name:
-            attrs[A.GEN_AI_AGENT_NAME] = agent_name
         phase = next(iter(run.phases)) if len(run.phases) == 1 else None
         parent = run.phases[phase] if phase is not None else run
-        span = self._telemetry.tracer.start_span(
-            f"{A.OP_INVOKE_AGENT} {agent_name}" if agent_name else A.OP_INVOKE_AGENT,
-            context=parent.context,
-            kind=SpanKind.INTERNAL,
-            attributes=attrs,
-            start_time=now_ns,
-        )
+        extra = {A.WORKFLOW_RUN_ID: run.run_id}
+        span = start_agent_span(self._telemetry, parent.context, thread_id, agent_name, now_ns, **extra)
         run.threads[thread_id] = _Span(span, now_ns, phase)
         self._thread_runs[thread_id] = run.run_id
 
