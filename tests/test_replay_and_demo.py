@@ -1,12 +1,18 @@
-"""Issue 6: `replay` builds the same tree as live tracing; the demo runs from the console script in under a minute."""
+"""`replay` builds the same tree as live tracing; the demo runs from the console script in under a minute, fits 80
+columns with each field whole, and the README shows what it prints."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +22,15 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from rich.cells import cell_len
+from rich.console import Console
+
+from cma_tracing.demo.render import fields_of, fit_width, name_of
+from cma_tracing.demo.run import run_demo
+from cma_tracing.demo.loopback import Event
+from cma_tracing.demo.scenarios import REAL_SPEED, real_turn
+from cma_tracing.demo.serve import LIVE_SESSION, serve
+from cma_tracing.demo.serve import start as start_serving
 from cma_tracing.replay import load, replay
 from tests.conftest import CASSETTES, Spans
 
@@ -112,11 +127,9 @@ def test_the_replay_command_prints_the_tree() -> None:
 
 
 def test_the_demo_runs_in_under_a_minute_and_shows_every_kind_of_span() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and k != "COLUMNS"}
     started = time.monotonic()
-    done = subprocess.run(
-        [_console_script(), "demo"], capture_output=True, text=True, timeout=120, env={**env, "COLUMNS": "200"}
-    )
+    done = subprocess.run([_console_script(), "demo"], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 60
     out = done.stdout
@@ -140,3 +153,173 @@ def test_the_demo_runs_in_under_a_minute_and_shows_every_kind_of_span() -> None:
         "6 turns",
     ):
         assert expected in out, expected
+    assert max(cell_len(line) for line in out.splitlines()) <= 80  # a pipe, no COLUMNS: 80 columns
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    output: str
+    spans: list[ReadableSpan]
+
+
+@pytest.fixture(scope="module")
+def demo_run() -> DemoRun:
+    """The demo, run once in this process, printed to an 80-column console that is not a terminal."""
+    console = Console(width=80, file=io.StringIO(), color_system=None, force_terminal=False)
+    memory = InMemorySpanExporter()
+    assert run_demo(console, capture_content=True, memory=memory) == 6
+    file = console.file
+    assert isinstance(file, io.StringIO)
+    return DemoRun(file.getvalue(), list(memory.get_finished_spans()))
+
+
+def _content(line: str) -> str:
+    """A tree line without its guides and indentation."""
+    return line.lstrip("│├└─ ")
+
+
+def test_the_demo_fits_80_columns_and_keeps_each_field_whole(demo_run: DemoRun) -> None:
+    lines = demo_run.output.splitlines()
+    assert max(cell_len(line) for line in lines) <= 80
+    by_id = {s.context.span_id: s for s in demo_run.spans}
+    expected: Counter[str] = Counter()
+    for span in demo_run.spans:
+        parent = by_id.get(span.parent.span_id) if span.parent is not None else None
+        expected.update(fields_of(span, parent))
+    for field, count in expected.items():
+        assert sum(line.count(field) for line in lines) >= count, f"{field!r} is broken across lines"
+    tokens = re.compile(r"[\d,]+ in / [\d,]+ out tokens")
+    for line in lines:
+        content = _content(line)
+        if " in / " in content:
+            assert tokens.search(content), line
+        assert not content.startswith(("tokens", "s ·", "out ")) and not content.endswith((" in /", " in", "·")), line
+    assert any(len(lines[i + 1]) - len(_content(lines[i + 1])) > 4 for i in range(len(lines) - 1))  # some wrapped
+
+
+def test_the_header_url_is_whole_on_its_line(demo_run: DemoRun) -> None:
+    assert re.search(r"^  http://127\.0\.0\.1:\d+$", demo_run.output, re.MULTILINE), demo_run.output[:300]
+
+
+def _interval(output: str, name: str) -> list[tuple[float, float]]:
+    """(start after the parent, end after the parent) of each line naming `name`."""
+    found = re.findall(rf"{re.escape(name)} · at \+(\d+\.\d\d) s · (\d+\.\d\d) s", output)
+    return [(float(at), float(at) + float(took)) for at, took in found]
+
+
+def test_each_child_shows_its_start_after_its_parent_so_parallel_work_overlaps(demo_run: DemoRun) -> None:
+    children = [s for s in demo_run.spans if s.parent is not None]
+    assert demo_run.output.count(" · at +") == len(children)
+    ((researcher_start, researcher_end),) = _interval(demo_run.output, "invoke_agent researcher")
+    ((writer_start, writer_end),) = _interval(demo_run.output, "invoke_agent writer")
+    assert researcher_start < writer_end and writer_start < researcher_end  # the two subagents overlap
+    readers = _interval(demo_run.output, "invoke_agent contract-reader")
+    assert len(readers) == 3 and max(start for start, _ in readers) <= min(end for _, end in readers)
+
+
+def test_chat_lines_name_the_model_and_no_line_has_a_double_space(demo_run: DemoRun) -> None:
+    chats = [_content(line) for line in demo_run.output.splitlines() if _content(line).startswith("chat")]
+    assert len(chats) == 14
+    coordinator = [c for c in chats if not c.startswith("chat · ")]
+    assert len(coordinator) == 12 and all(re.match(r"chat claude-[\w.-]+ · ", c) for c in coordinator)
+    assert all("  " not in _content(line) for line in demo_run.output.splitlines()), demo_run.output
+
+
+def test_a_chat_span_named_plainly_shows_the_model_its_attributes_name() -> None:
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("chat", attributes={"gen_ai.operation.name": "chat"}):
+        pass
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "claude-haiku-4-5"}
+    with tracer.start_as_current_span("chat", attributes=attributes):
+        pass
+    plain, named = exporter.get_finished_spans()
+    assert (name_of(plain), name_of(named)) == ("chat", "chat claude-haiku-4-5")
+
+
+def test_the_demo_says_the_real_recording_plays_faster_than_it_was_recorded(demo_run: DemoRun) -> None:
+    assert f"the real recording at {REAL_SPEED:g}× speed" in demo_run.output
+    assert f"plays\nat {REAL_SPEED:g}× its speed, so its durations are 1/{REAL_SPEED:g} of what the API took" in (
+        demo_run.output
+    )
+    recorded = 38.426503 - 33.262700  # status_running → idle, as the API stamped them
+    assert sum(step.delay for step in real_turn() if isinstance(step, Event)) == pytest.approx(recorded / REAL_SPEED)
+
+
+def _digits_aside(text: str) -> list[str]:
+    """The lines with every number as N, sorted: on a loaded machine a subagent's thread feed can be read later than
+    the session's stream, which swaps sibling lines; what each line says is what must not go stale."""
+    return sorted(re.sub(r"\d+", "N", line.rstrip()) for line in text.strip("\n").splitlines())
+
+
+def test_the_readme_shows_what_the_demo_prints(demo_run: DemoRun) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    capture = readme.split("<!-- demo-output:", 1)[1].split("```\n", 1)[1].split("\n```", 1)[0]
+    assert _digits_aside(capture) == _digits_aside(demo_run.output)
+
+
+def test_a_pipe_gets_80_columns_unless_columns_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert fit_width(Console(file=io.StringIO(), width=200)) == 80
+    monkeypatch.setenv("COLUMNS", "132")
+    assert fit_width(Console(file=io.StringIO())) == 132
+    monkeypatch.delenv("COLUMNS")
+    assert fit_width(Console(file=io.StringIO(), force_terminal=True, width=120)) == 120  # a terminal: its width
+
+
+def test_serve_prints_the_base_url_and_the_session_of_a_live_turn() -> None:
+    console = Console(width=80, file=io.StringIO(), color_system=None)
+    stop = threading.Event()
+    serving = threading.Thread(target=serve, args=(console,), kwargs={"stop": stop}, daemon=True)
+    serving.start()
+    try:
+        deadline = time.monotonic() + 60
+        while "export " not in console.file.getvalue() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.05)
+        printed = console.file.getvalue()  # type: ignore[attr-defined]
+    finally:
+        stop.set()
+        serving.join(timeout=30)
+    exported = re.search(r"^export (.+)$", printed, re.MULTILINE)
+    assert exported, printed
+    variables = dict(pair.split("=", 1) for pair in exported.group(1).split())
+    assert variables["CMA_SESSION_ID"] == LIVE_SESSION
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", variables["ANTHROPIC_BASE_URL"])
+    assert variables["ANTHROPIC_BASE_URL"] in printed.splitlines()[0]
+    assert not serving.is_alive()
+
+
+def test_the_live_session_answers_every_send_with_a_fresh_recorded_turn(instrumented: Any, spans: Spans) -> None:
+    server = start_serving()
+    try:
+        client = anthropic.Anthropic(base_url=server.base_url, api_key="any", max_retries=0, open_telemetry=False)
+        client.beta.sessions.retrieve(LIVE_SESSION)
+        seen = []
+        for question in ("What is 2+2?", "And 3+3?"):
+            sent = client.beta.sessions.events.send(
+                LIVE_SESSION, events=[{"type": "user.message", "content": [{"type": "text", "text": question}]}]
+            )
+            with client.beta.sessions.events.stream(LIVE_SESSION) as stream:
+                for event in stream:
+                    seen.append(event)
+                    if event.type == "session.status_idle":
+                        break
+            (echo,) = [e for e in seen if e.type == "user.message" and e.id == sent.data[0].id]
+            assert echo.content[0].text == question  # the stream carries what was sent
+    finally:
+        server.stop()
+    ids = [e.id for e in seen]
+    assert len(ids) == len(set(ids)) == 2 * len(real_turn())  # each play has ids of its own
+    turns = spans.turns()
+    assert [t.name for t in turns] == ["invoke_agent braintrust-sdk-managed-agent-bash"] * 2
+    for turn in turns:
+        attrs = dict(turn.attributes or {})
+        assert (attrs["gen_ai.usage.input_tokens"], attrs["anthropic.turn.stop_reason"]) == (4525, "end_turn")
+        assert sorted(s.name for s in spans.children(turn)) == [
+            "chat claude-haiku-4-5",
+            "chat claude-haiku-4-5",
+            "execute_tool bash",
+        ]
+    assert [dict(t.attributes or {})["anthropic.turn.index"] for t in turns] == [1, 2]

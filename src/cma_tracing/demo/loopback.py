@@ -20,6 +20,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -189,6 +190,8 @@ class FakeCMAServer:
         self._pages: dict[_Key, deque[_Page]] = defaultdict(deque)
         self._histories: dict[_Key, tuple[list[dict[str, Any]], int]] = {}
         self._missing: set[str] = set()
+        self._turns: dict[str, list[Step]] = {}
+        self._turn_plays = itertools.count(1)
         self._stream_closes: dict[_Key, int] = defaultdict(int)
         self._connections: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None
@@ -266,6 +269,53 @@ class FakeCMAServer:
         first, `page_size` at a time, a cursor in `next_page`. Queued pages, if any, are answered first."""
         with self._lock:
             self._histories[(session_id, thread_id)] = ([dict(e) for e in events], max(1, page_size))
+
+    def answer_sends_with(self, session_id: str, steps: Sequence[Step]) -> None:
+        """Answer every send of a `user.message` to the session that has nothing queued with a recorded turn: the
+        send's echo takes the id of the turn's `user.message`, and the next stream GET plays `steps`.
+
+        Each play is fresh: its event ids get a suffix of their own (so a process that sends twice sees two turns,
+        not one deduplicated), `processed_at` is stamped from the time of the send, and the streamed `user.message`
+        carries what was sent."""
+        for step in steps:
+            if not isinstance(step, Step):
+                raise TypeError(f"not a stream step: {step!r}")
+        with self._lock:
+            self._turns[session_id] = list(steps)
+
+    def _play_turn(self, session_id: str, sent: dict[str, Any]) -> str | None:
+        """Queue a fresh play of the session's recorded turn for `sent` (a user.message); the id to echo it with."""
+        with self._lock:
+            steps = self._turns.get(session_id)
+            if steps is None:
+                return None
+            play = next(self._turn_plays)
+        ids = {step.data["id"] for step in steps if isinstance(step, Event) and isinstance(step.data.get("id"), str)}
+
+        def fresh(value: Any) -> Any:
+            if isinstance(value, str) and value in ids:
+                return f"{value}_{play}"
+            if isinstance(value, dict):
+                return {k: fresh(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [fresh(v) for v in value]
+            return value
+
+        at, echo_id = time.time(), None
+        script: list[Step] = []
+        for step in steps:
+            if not isinstance(step, Event):
+                script.append(step)
+                continue
+            at += step.delay
+            data = fresh(step.data)
+            data["processed_at"] = _stamp(at)
+            if data.get("type") == "user.message" and echo_id is None:
+                echo_id = data["id"]
+                data["content"] = copy.deepcopy(sent.get("content", data.get("content")))
+            script.append(Event(data, step.delay))
+        self.queue_stream(session_id, script)
+        return echo_id
 
     def forget_session(self, session_id: str) -> None:
         """Retrieving the session, or listing its events, answers 404 from now on."""
@@ -370,6 +420,11 @@ def _session_object(session_id: str) -> dict[str, Any]:
     body = copy.deepcopy(SESSION_TEMPLATE)
     body["id"] = session_id
     return body
+
+
+def _stamp(seconds: float) -> str:
+    """A `processed_at` as the API writes it (UTC, microseconds, `Z`)."""
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _error_body(error_type: str, message: str) -> dict[str, Any]:
@@ -492,8 +547,14 @@ class _Handler(BaseHTTPRequestHandler):
                 error = {"type": "error", "error": error}
             self._send_json(plan.status, error)
             return
-        ids = deque(plan.ids if plan is not None else [])
         events = body.get("events", []) if isinstance(body, dict) else []
+        ids = deque(plan.ids if plan is not None else [])
+        if plan is None:
+            messages = [e for e in events if isinstance(e, dict) and e.get("type") == "user.message"]
+            echo_id = self._fake._play_turn(session_id, messages[0]) if messages else None
+            if echo_id is not None:
+                ids = deque(self._fake._next_id("sevt") for _ in range(events.index(messages[0])))
+                ids.append(echo_id)
         echoed = [
             {**event, "id": ids.popleft() if ids else self._fake._next_id("sevt"), "processed_at": None}
             for event in events

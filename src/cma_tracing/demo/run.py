@@ -16,14 +16,26 @@ import cma_tracing
 
 from .exporting import add_otlp
 from .loopback import running_server
-from .render import render
-from .scenarios import SCENARIOS
+from .render import fit_width, render
+from .scenarios import REAL_SPEED, SCENARIOS
+
+TITLE = "Turns traced (a child's line: its start after its parent's, its duration)"
+SPEED_NOTE = (
+    "Durations are real, from scripted delays on real HTTP; the real recording plays\n"
+    f"at {REAL_SPEED:g}× its speed, so its durations are 1/{REAL_SPEED:g} of what the API took."
+)
 
 
-def run_demo(console: Console, otlp_endpoint: Optional[str] = None, capture_content: bool = True) -> int:
-    """Run every scenario, print the traces; returns the number of turns traced."""
+def run_demo(
+    console: Console,
+    otlp_endpoint: Optional[str] = None,
+    capture_content: bool = True,
+    memory: Optional[InMemorySpanExporter] = None,
+) -> int:
+    """Run every scenario, print the traces; returns the number of turns traced. The finished spans are kept in
+    `memory` (a fresh exporter unless one is given)."""
     provider = TracerProvider(resource=Resource.create({"service.name": "cma-tracing-demo"}))
-    memory = InMemorySpanExporter()
+    memory = memory if memory is not None else InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
     destination = add_otlp(provider, otlp_endpoint)
     cma_tracing.instrument(tracer_provider=provider, capture_content=capture_content)
@@ -33,9 +45,9 @@ def run_demo(console: Console, otlp_endpoint: Optional[str] = None, capture_cont
             client = anthropic.Anthropic(
                 base_url=server.base_url, api_key="demo-key", max_retries=0, open_telemetry=False
             )
-            console.print(
-                f"[bold]cma-tracing demo[/]: the real anthropic SDK against a loopback CMA server at {server.base_url}"
-            )
+            fit_width(console)
+            console.print("[bold]cma-tracing demo[/]: the real anthropic SDK against a loopback CMA server at")
+            console.print(f"  {server.base_url}", soft_wrap=True, highlight=False)  # a URL is never broken
             for number, scenario in enumerate(SCENARIOS, 1):
                 with console.status(f"[{number}/{len(SCENARIOS)}] {scenario.title} ..."):
                     began = time.monotonic()
@@ -46,13 +58,10 @@ def run_demo(console: Console, otlp_endpoint: Optional[str] = None, capture_cont
     finally:
         cma_tracing.uninstrument()
     console.print()
-    turns = render(
-        memory.get_finished_spans(),
-        console,
-        title="Turns traced (invoke_agent → chat / execute_tool / subagents / evaluations / workflow runs)",
-    )
+    turns = render(memory.get_finished_spans(), console, title=TITLE)
     provider.shutdown()  # flushes the OTLP exporter, if any
     if destination:
         console.print(f"\nExported over OTLP/HTTP to {destination}")
     console.print(f"\n{turns} turns, {len(memory.get_finished_spans())} spans in {time.monotonic() - started:.1f} s")
+    console.print(SPEED_NOTE)
     return turns

@@ -22,6 +22,8 @@ DATA = Path(__file__).resolve().parent / "data"
 REAL_EVENTS = DATA / "real_stream_2026-08-17_bash_tool.events.jsonl"
 #: The real recording took 5.2 s; the demo plays it at this speed.
 REAL_SPEED = 3.0
+#: The session of the real recording.
+REAL_SESSION = "sesn_01GuGWpFoC5zy8bwPaUPogbX"
 
 _ids = itertools.count(1)
 
@@ -97,18 +99,28 @@ class Scenario:
     run: Callable[[anthropic.Anthropic, FakeCMAServer], None]
 
 
-def real_recording(client: anthropic.Anthropic, server: FakeCMAServer) -> None:
-    """The real recorded session (bash tool), its gaps replayed at REAL_SPEED."""
-    events = [
+def real_events() -> list[dict[str, Any]]:
+    """The events of the real recording, in the order the API sent them."""
+    return [
         json.loads(line) for line in REAL_EVENTS.read_text().splitlines() if line.strip() and not line.startswith("#")
     ]
+
+
+def real_turn() -> list[Step]:
+    """The real recording's turn as a stream script, its gaps played at REAL_SPEED."""
     steps: list[Step] = []
     previous = None
-    for event in events:
+    for event in real_events():
         at = datetime.fromisoformat(event["processed_at"].replace("Z", "+00:00"))
         steps.append(Event(event, (at - previous).total_seconds() / REAL_SPEED if previous else 0.0))
         previous = at
-    session_id = "sesn_01GuGWpFoC5zy8bwPaUPogbX"
+    return steps
+
+
+def real_recording(client: anthropic.Anthropic, server: FakeCMAServer) -> None:
+    """The real recorded session (bash tool), its gaps replayed at REAL_SPEED."""
+    events, steps = real_events(), real_turn()
+    session_id = REAL_SESSION
     _session(server, session_id, "braintrust-sdk-managed-agent-bash", ["bash"])
     client.beta.sessions.create(agent="agent_0178EAqEXzAVgoiucYPVscc6", environment_id="env_012W55H8BqqsSgp2XJ3uQmBK")
     server.queue_send(session_id, [events[2]["id"]])
@@ -397,7 +409,7 @@ def workflow_run(client: anthropic.Anthropic, server: FakeCMAServer) -> None:
 
 
 SCENARIOS = [
-    Scenario("the real recording: one bash tool call", real_recording),
+    Scenario(f"the real recording at {REAL_SPEED:g}× speed: one bash tool call", real_recording),
     Scenario("a custom tool the app runs itself", custom_tool),
     Scenario("a coordinator with two subagents", multi_agent),
     Scenario("a turn that fails: model overloaded", failing),

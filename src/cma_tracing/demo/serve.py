@@ -12,11 +12,12 @@ from typing import Any
 from rich.console import Console
 
 from .loopback import SESSION_TEMPLATE, FakeCMAServer
+from .scenarios import REAL_SESSION, real_turn
 
 DATA = Path(__file__).resolve().parent / "data"
 #: session id -> (agent name, the events file its history is)
 SESSIONS = {
-    "sesn_01GuGWpFoC5zy8bwPaUPogbX": (
+    REAL_SESSION: (
         "braintrust-sdk-managed-agent-bash",
         "real_stream_2026-08-17_bash_tool.events.jsonl",
     ),
@@ -25,8 +26,13 @@ SESSIONS = {
 }
 
 
+#: The session a live send + stream turn goes to (the README's first example).
+LIVE_SESSION = REAL_SESSION
+
+
 def start(port: int = 0) -> FakeCMAServer:
-    """The loopback server with the demo's sessions set up."""
+    """The loopback server with the demo's sessions set up; a `user.message` sent to LIVE_SESSION is answered, each
+    time, by the real recording's turn on its next stream."""
     server = FakeCMAServer().start(port)
     for session_id, (agent, name) in SESSIONS.items():
         body: dict[str, Any] = copy.deepcopy(SESSION_TEMPLATE)
@@ -37,7 +43,13 @@ def start(port: int = 0) -> FakeCMAServer:
         server.set_history(
             session_id, [json.loads(line) for line in lines if line.strip() and not line.startswith("#")]
         )
+    server.answer_sends_with(LIVE_SESSION, real_turn())
     return server
+
+
+def exports(server: FakeCMAServer) -> dict[str, str]:
+    """The variables that point the SDK (and the README's first example) at the server."""
+    return {"ANTHROPIC_BASE_URL": server.base_url, "ANTHROPIC_API_KEY": "any", "CMA_SESSION_ID": LIVE_SESSION}
 
 
 def serve(console: Console, port: int = 0, stop: threading.Event | None = None) -> None:
@@ -46,7 +58,10 @@ def serve(console: Console, port: int = 0, stop: threading.Event | None = None) 
     console.print(f"[bold]loopback CMA server[/] at {server.base_url} (Ctrl-C stops it); sessions:")
     for session_id in SESSIONS:
         console.print(f"  {session_id}")
-    console.print(f"export ANTHROPIC_BASE_URL={server.base_url} ANTHROPIC_API_KEY=any", soft_wrap=True, highlight=False)
+    console.print(f"a user.message sent to {LIVE_SESSION} streams the real recording's turn, each time")
+    line = " ".join(f"{name}={value}" for name, value in exports(server).items())
+    console.print(f"export {line}", soft_wrap=True, highlight=False)
+    console.file.flush()  # read at once by whoever started it, also when stdout is a pipe or a file
     try:
         (stop or threading.Event()).wait()
     except KeyboardInterrupt:
