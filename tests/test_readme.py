@@ -1,5 +1,6 @@
-"""The README's python examples run as written: each block, extracted from README.md, runs in a fresh interpreter
-against the demo's loopback server (`cma-tracing serve`'s setup), with the variables `serve` prints exported.
+"""The READMEs' python examples run as written: each block, extracted from README.md and README.pypi.md (PyPI's
+page), runs in a fresh interpreter against the demo's loopback server (`cma-tracing serve`'s setup), with the
+variables `serve` prints exported.
 
 A block preceded by `<!-- not-runnable: why -->` is not run (it needs a real account); one whose marker comment a test
 module names is run by that module."""
@@ -27,18 +28,19 @@ NOT_RUNNABLE = "<!-- not-runnable"
 
 @dataclass(frozen=True)
 class Block:
-    line: int  # where its fence opens in README.md, 1-based
+    doc: str  # README.md or README.pypi.md
+    line: int  # where its fence opens in it, 1-based
     code: str
     marker: Optional[str]  # the HTML comment just before it, if any
 
 
-def python_blocks(markdown: str) -> list[Block]:
+def python_blocks(markdown: str, doc: str = "README.md") -> list[Block]:
     """Every ```python fence of `markdown`, as a CommonMark parser sees it, with the comment right before it."""
     blocks, previous = [], None
     for token in MarkdownIt("commonmark").parse(markdown):
         if token.type == "fence" and token.info.strip().split()[:1] == ["python"]:
             marker = previous.content.strip() if previous is not None and previous.type == "html_block" else None
-            blocks.append(Block((token.map or [0])[0] + 1, token.content, marker))
+            blocks.append(Block(doc, (token.map or [0])[0] + 1, token.content, marker))
         if token.level == 0 and not token.type.endswith("_close"):
             previous = token
     return blocks
@@ -54,8 +56,10 @@ def run_elsewhere(marker: Optional[str]) -> Optional[str]:
     return None
 
 
-BLOCKS = python_blocks(README.read_text())
+DOCS = [README, REPO / "README.pypi.md"]
+BLOCKS = [block for doc in DOCS for block in python_blocks(doc.read_text(), doc.name)]
 RUNNABLE = [b for b in BLOCKS if not (b.marker or "").startswith(NOT_RUNNABLE) and run_elsewhere(b.marker) is None]
+FIRSTS = [next(b for b in BLOCKS if b.doc == doc.name) for doc in DOCS]
 
 
 def spans_printed(stdout: str) -> list[dict[str, Any]]:
@@ -88,7 +92,7 @@ def run_block(block: Block, server: FakeCMAServer, tmp_path: Path) -> subprocess
 
 
 def test_the_readme_has_python_blocks_and_almost_all_run_here() -> None:
-    assert len(BLOCKS) >= 3
+    assert len(BLOCKS) >= 5 and {b.doc for b in BLOCKS} == {d.name for d in DOCS}
     skipped = [b for b in BLOCKS if b not in RUNNABLE]
     assert len(skipped) <= 1, [(b.line, b.marker) for b in skipped]  # kept to a minimum
     for block in skipped:
@@ -103,8 +107,10 @@ def test_the_marker_parser_sees_fences_and_the_comment_before_each() -> None:
     assert first not in [b for b in python_blocks(text) if not (b.marker or "").startswith(NOT_RUNNABLE)]
 
 
-def test_the_first_example_prints_the_turn_and_its_children(served: FakeCMAServer, tmp_path: Path) -> None:
-    first = BLOCKS[0]
+@pytest.mark.parametrize("first", FIRSTS, ids=lambda b: b.doc)
+def test_the_first_example_prints_the_turn_and_its_children(
+    first: Block, served: FakeCMAServer, tmp_path: Path
+) -> None:
     assert first in RUNNABLE, "the README's first python example must run as written"
     assert "events.stream" in first.code and "ConsoleSpanExporter" in first.code
     done = run_block(first, served, tmp_path)
@@ -122,7 +128,7 @@ def test_the_first_example_prints_the_turn_and_its_children(served: FakeCMAServe
     assert spans[-1] is turn  # the turn ends last, as the README says
 
 
-@pytest.mark.parametrize("block", RUNNABLE[1:], ids=lambda b: f"README.md:{b.line}")
+@pytest.mark.parametrize("block", [b for b in RUNNABLE if b not in FIRSTS], ids=lambda b: f"{b.doc}:{b.line}")
 def test_every_other_runnable_block_runs(block: Block, served: FakeCMAServer, tmp_path: Path) -> None:
     done = run_block(block, served, tmp_path)
     assert done.returncode == 0, done.stderr
