@@ -33,5 +33,8 @@ check: setup
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 
+# Everything make and what it runs leave behind: the venvs (the project's, the matrix's, Phoenix's for the end-to-end
+# test), the tools' caches, build output, bytecode.
 clean:
-	rm -rf $(VENV) .matrix .pytest_cache
+	rm -rf $(VENV) .matrix .phoenix-venv .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	find . -path ./.git -prune -o \( -name '*.egg-info' -o -name __pycache__ \) -type d -prune -exec rm -rf {} +

@@ -173,3 +173,35 @@ def test_pytest_runs_from_the_unpacked_sdist(built: Built) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "3 passed" in done.stdout
+
+
+MADE = [
+    ".venv/bin/python",
+    ".matrix/py3.10/bin/python",
+    ".phoenix-venv/bin/phoenix",  # scripts/phoenix_env.py's venv for the end-to-end test
+    ".pytest_cache/v/cache/nodeids",
+    ".mypy_cache/3.11/cache.db",
+    ".ruff_cache/CACHEDIR.TAG",
+    ".hypothesis/examples/x",
+    "build/lib/cma_tracing/__init__.py",
+    "dist/cma_tracing-0.1.0.tar.gz",
+    "src/cma_tracing.egg-info/PKG-INFO",
+    "src/cma_tracing/__pycache__/x.cpython-311.pyc",
+    "tests/support/__pycache__/x.cpython-311.pyc",
+]
+KEPT = ["src/cma_tracing/__init__.py", "tests/conftest.py", "cassettes/real_bash_tool.yaml", "README.md", ".git/HEAD"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_clean_removes_what_make_made_and_nothing_else(tmp_path: Path) -> None:
+    shutil.copy2(REPO / "Makefile", tmp_path / "Makefile")
+    for relative in MADE + KEPT:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("x")
+    done = subprocess.run(["make", "clean"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [m for m in MADE if (tmp_path / m.split("/")[0]).exists() and m.split("/")[0] not in ("src", "tests")] == []
+    assert not (tmp_path / "src/cma_tracing.egg-info").exists()
+    assert not (tmp_path / "src/cma_tracing/__pycache__").exists()
+    assert not (tmp_path / "tests/support/__pycache__").exists()
+    assert [k for k in KEPT if not (tmp_path / k).exists()] == []
