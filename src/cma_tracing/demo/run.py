@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Sequence
 
 import anthropic
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rich.console import Console
 
 import cma_tracing
 
-from .exporting import add_otlp
+from .exporting import plural
 from .loopback import running_server
 from .render import render
 from .scenarios import SCENARIOS
 
 
-def run_demo(console: Console, otlp_endpoint: Optional[str] = None, capture_content: bool = True) -> int:
-    """Run every scenario, print the traces; returns the number of turns traced."""
+def run_demo(console: Console, capture_content: bool = True) -> tuple[int, Sequence[ReadableSpan]]:
+    """Run every scenario, print the traces; returns the number of turns traced and the spans (to export)."""
     provider = TracerProvider(resource=Resource.create({"service.name": "cma-tracing-demo"}))
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    destination = add_otlp(provider, otlp_endpoint)
     cma_tracing.instrument(tracer_provider=provider, capture_content=capture_content)
     started = time.monotonic()
     try:
@@ -51,8 +50,7 @@ def run_demo(console: Console, otlp_endpoint: Optional[str] = None, capture_cont
         console,
         title="Turns traced (invoke_agent → chat / execute_tool / subagents / evaluations / workflow runs)",
     )
-    provider.shutdown()  # flushes the OTLP exporter, if any
-    if destination:
-        console.print(f"\nExported over OTLP/HTTP to {destination}")
-    console.print(f"\n{turns} turns, {len(memory.get_finished_spans())} spans in {time.monotonic() - started:.1f} s")
-    return turns
+    spans = memory.get_finished_spans()
+    provider.shutdown()
+    console.print(f"\n{plural(turns, 'turn')}, {plural(len(spans), 'span')} in {time.monotonic() - started:.1f} s")
+    return turns, spans
