@@ -108,7 +108,7 @@ def test_the_replay_command_prints_the_tree() -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert done.returncode == 0, done.stderr
-    assert "execute_tool get_weather" in done.stdout and "1 turns from 1 sessions" in done.stdout
+    assert "execute_tool get_weather" in done.stdout and "1 turn from 1 session" in done.stdout
 
 
 def test_the_demo_runs_in_under_a_minute_and_shows_every_kind_of_span() -> None:

@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace, debug: bool) -> int:
         try:
             serve_forever(console, args.port)
         except OSError as error:
-            raise CommandError(f"cannot serve on 127.0.0.1:{args.port}: {error.strerror or error}") from None
+            raise CommandError(f"cannot serve on 127.0.0.1:{args.port}: {error.strerror or error}") from error
         return DONE
     if args.command == "trace":
         return _trace(console, args, endpoint, debug)
@@ -139,7 +139,7 @@ def _endpoint(args: argparse.Namespace) -> Optional[str]:
         check_timeout(args.otlp_timeout)
         return resolve_endpoint(args.otlp_endpoint)
     except (EndpointError, ValueError) as error:
-        raise CommandError(str(error)) from None
+        raise CommandError(str(error)) from error
 
 
 def _export(
@@ -193,9 +193,9 @@ def _trace(console: Console, args: argparse.Namespace, endpoint: Optional[str], 
     except anthropic.NotFoundError:
         raise CommandError(f"session {session_id} not found at {client.base_url}") from None
     except anthropic.APIStatusError as error:
-        raise CommandError(f"the API answered {error.status_code} for session {session_id}: {error.message}") from None
+        raise CommandError(f"the API answered {error.status_code} for session {session_id}: {error.message}") from error
     except anthropic.APIConnectionError as error:
-        raise CommandError(f"cannot reach the API at {client.base_url}: {error}") from None
+        raise CommandError(f"cannot reach the API at {client.base_url}: {error}") from error
     spans = memory.get_finished_spans()
     render(spans, console, title=f"Turns of {session_id}")
     provider.shutdown()
@@ -211,7 +211,7 @@ def _replay(console: Console, args: argparse.Namespace, endpoint: Optional[str],
     try:
         sessions = load(args.file, args.session_id)
     except RecordingError as error:
-        raise CommandError(str(error)) from None
+        raise CommandError(str(error)) from error
     provider, memory = _provider("cma-tracing-replay")
     turns = replay(sessions, tracer_provider=provider, capture_content=args.content or None)
     spans = memory.get_finished_spans()

@@ -79,18 +79,18 @@ _FORMATS = {".yaml": "cassette", ".yml": "cassette", ".jsonl": "jsonl", ".ndjson
 def _read(path: Path) -> str:
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise RecordingError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise RecordingError(f"{path}: is a directory, not a recording") from None
+    except FileNotFoundError as error:
+        raise RecordingError(f"{path}: no such file") from error
+    except IsADirectoryError as error:
+        raise RecordingError(f"{path}: is a directory, not a recording") from error
     except OSError as error:
-        raise RecordingError(f"{path}: cannot read it: {error.strerror or error}") from None
+        raise RecordingError(f"{path}: cannot read it: {error.strerror or error}") from error
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise RecordingError(
             f"{path}: not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start})"
-        ) from None
+        ) from error
 
 
 def _sniff(text: str) -> str:
@@ -111,7 +111,7 @@ def _json_items(text: str, path: Path) -> list[Any]:
     try:
         data = json.loads(text)
     except ValueError as error:
-        raise RecordingError(f"{path}: not valid JSON ({error})") from None
+        raise RecordingError(f"{path}: not valid JSON ({error})") from error
     if isinstance(data, dict):
         data = data.get("data") if "data" in data else [data]
     return data if isinstance(data, list) else []
@@ -125,7 +125,7 @@ def _json_lines(text: str, path: Path) -> list[Any]:
         try:
             items.append(json.loads(line))
         except ValueError as error:
-            raise RecordingError(f"{path}: line {number} is not valid JSON ({error})") from None
+            raise RecordingError(f"{path}: line {number} is not valid JSON ({error})") from error
     return items
 
 
@@ -270,7 +270,7 @@ def _from_cassette(
         where = getattr(error, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
         problem = getattr(error, "problem", None) or type(error).__name__
-        raise RecordingError(f"{path}: not valid YAML ({problem}{at})") from None
+        raise RecordingError(f"{path}: not valid YAML ({problem}{at})") from error
     if cassette is None:
         return []
     interactions = cassette.get("interactions") if isinstance(cassette, dict) else None
