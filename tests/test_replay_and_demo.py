@@ -70,7 +70,7 @@ def test_replay_uses_the_events_own_timestamps() -> None:
         load(CASSETTES / "real_stream_2026-08-17_bash_tool.events.jsonl", session_id="sesn_x"), tracer_provider=provider
     )
     by_name = {s.name: s for s in exporter.get_finished_spans()}
-    turn, tool = by_name["invoke_agent"], by_name["execute_tool bash"]
+    turn, tool = by_name["invoke_agent braintrust-sdk-managed-agent-bash"], by_name["execute_tool bash"]  # agent_name
     assert (turn.end_time - turn.start_time) / 1e9 == pytest.approx(
         38.426503 - 33.262700, abs=1e-3
     )  # session.status_running (the agent at work: a watcher's turn opens there) → idle
