@@ -85,7 +85,7 @@ def test_replay_uses_the_events_own_timestamps() -> None:
         load(CASSETTES / "real_stream_2026-08-17_bash_tool.events.jsonl", session_id="sesn_x"), tracer_provider=provider
     )
     by_name = {s.name: s for s in exporter.get_finished_spans()}
-    turn, tool = by_name["invoke_agent"], by_name["execute_tool bash"]
+    turn, tool = by_name["invoke_agent braintrust-sdk-managed-agent-bash"], by_name["execute_tool bash"]  # agent_name
     assert (turn.end_time - turn.start_time) / 1e9 == pytest.approx(
         38.426503 - 33.262700, abs=1e-3
     )  # session.status_running (the agent at work: a watcher's turn opens there) → idle
@@ -123,7 +123,7 @@ def test_the_replay_command_prints_the_tree() -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert done.returncode == 0, done.stderr
-    assert "execute_tool get_weather" in done.stdout and "1 turns from 1 sessions" in done.stdout
+    assert "execute_tool get_weather" in done.stdout and "1 turn from 1 session" in done.stdout
 
 
 def test_the_demo_runs_in_under_a_minute_and_shows_every_kind_of_span() -> None:
@@ -167,7 +167,7 @@ def demo_run() -> DemoRun:
     """The demo, run once in this process, printed to an 80-column console that is not a terminal."""
     console = Console(width=80, file=io.StringIO(), color_system=None, force_terminal=False)
     memory = InMemorySpanExporter()
-    assert run_demo(console, capture_content=True, memory=memory) == 6
+    assert run_demo(console, capture_content=True, memory=memory)[0] == 6
     file = console.file
     assert isinstance(file, io.StringIO)
     return DemoRun(file.getvalue(), list(memory.get_finished_spans()))

@@ -43,18 +43,145 @@ class RecordedSession:
     session: Any = None  # a `sessions.create`/`retrieve` response, for the agent's attributes
 
 
+class RecordingError(ValueError):
+    """A recording that cannot be replayed: unreadable, not JSON, JSON Lines or a cassette, or with no events.
+    Its message names the file and what is wrong, in one line."""
+
+
 def load(path: Union[str, Path], session_id: Optional[str] = None) -> list[RecordedSession]:
-    """Read a recording: `.yaml`/`.yml` as a vcrpy cassette, `.jsonl` as one event a line, anything else as JSON."""
+    """Read a recording: `.yaml`/`.yml` as a vcrpy cassette, `.jsonl`/`.ndjson` as one event a line, `.json` as JSON
+    (suffixes in any case); with another suffix or none, the content decides. Raises `RecordingError`.
+
+    JSON and JSON Lines events are put in `processed_at` order (an export may list them newest first) when every
+    event has a stamp. The session id is `session_id`, else the events' own `session_id`, else that of a session
+    object in the file, else the file's name; the agent is the session object's, else the primary thread's
+    `agent_name`.
+    """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix in (".yaml", ".yml"):
-        return _from_cassette(text, session_id)
-    if path.suffix == ".jsonl":
-        events = [json.loads(line) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    text = _read(path)
+    known = _FORMATS.get(path.suffix.lower())
+    kind = known or _sniff(text)
+    if kind == "cassette":
+        found = _from_cassette(
+            text, session_id, path, "a vcrpy cassette" if known else "JSON, JSON Lines or a cassette"
+        )
     else:
+        items = _json_lines(text, path) if kind == "jsonl" else _json_items(text, path)
+        found = _from_items(items, session_id, path)
+    if not any(step.events for recorded in found for step in recorded.steps):
+        raise RecordingError(f"no events in {path}")
+    return found
+
+
+_FORMATS = {".yaml": "cassette", ".yml": "cassette", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
+
+
+def _read(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as error:
+        raise RecordingError(f"{path}: no such file") from error
+    except IsADirectoryError as error:
+        raise RecordingError(f"{path}: is a directory, not a recording") from error
+    except OSError as error:
+        raise RecordingError(f"{path}: cannot read it: {error.strerror or error}") from error
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise RecordingError(
+            f"{path}: not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start})"
+        ) from error
+
+
+def _sniff(text: str) -> str:
+    """A recording's format from its content: JSON (one value), JSON Lines (one value a line), else a cassette."""
+    body = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not body or body[0].lstrip()[:1] not in ("{", "["):
+        return "cassette"
+    try:
+        json.loads(text)
+    except ValueError:
+        return "jsonl" if len(body) > 1 else "json"
+    return "json"
+
+
+def _json_items(text: str, path: Path) -> list[Any]:
+    if not text.strip():
+        return []
+    try:
         data = json.loads(text)
-        events = data.get("data", []) if isinstance(data, dict) else data
-    return [RecordedSession(session_id or path.stem, [Step("read", list(events))])]
+    except ValueError as error:
+        raise RecordingError(f"{path}: not valid JSON ({error})") from error
+    if isinstance(data, dict):
+        data = data.get("data") if "data" in data else [data]
+    return data if isinstance(data, list) else []
+
+
+def _json_lines(text: str, path: Path) -> list[Any]:
+    items = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            items.append(json.loads(line))
+        except ValueError as error:
+            raise RecordingError(f"{path}: line {number} is not valid JSON ({error})") from error
+    return items
+
+
+def _from_items(items: list[Any], session_id: Optional[str], path: Path) -> list[RecordedSession]:
+    """Events (mappings with a string `type`) grouped by their `session_id`; a session object names its session."""
+    session_objects: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("type"), str):
+            (session_objects if item["type"] == "session" else events).append(item)
+    fallback = (
+        session_id
+        or next((s["id"] for s in session_objects if isinstance(s.get("id"), str) and s["id"]), None)
+        or path.stem
+    )
+    grouped: dict[str, list[Any]] = {}
+    for event in events:
+        own = event.get("session_id")
+        grouped.setdefault(session_id or (own if isinstance(own, str) and own else fallback), []).append(event)
+    found = []
+    for sid, session_events in grouped.items():
+        session = next((s for s in session_objects if s.get("id") == sid), None)
+        if session is None and len(grouped) == 1 and session_objects:
+            session = session_objects[0]
+        if session is None and (agent_name := _primary_agent_name(session_events)):
+            session = {"type": "session", "id": sid, "agent": {"name": agent_name}}
+        found.append(RecordedSession(sid, [Step("read", _in_time_order(session_events))], session))
+    return found
+
+
+def _primary_agent_name(events: list[Any]) -> Optional[str]:
+    """The agent of the session's primary thread: its `session.thread_status_*` events name it, and no
+    `session.thread_created` announces that thread (those are subagents' and workflow runs' threads)."""
+    created = {e.get("session_thread_id") for e in events if e.get("type") == "session.thread_created"}
+    for event in events:
+        name = event.get("agent_name")
+        if (
+            str(event.get("type")).startswith("session.thread_status_")
+            and event.get("session_thread_id") not in created
+            and isinstance(name, str)
+            and name
+        ):
+            return name
+    return None
+
+
+def _in_time_order(events: list[Any]) -> list[Any]:
+    """Events in `processed_at` order, ties in the file's order (reversed first for a newest-first file), when
+    every event has a stamp; otherwise as they are."""
+    stamps = [timestamp_ns(e.get("processed_at")) for e in events]
+    if not events or any(stamp is None for stamp in stamps):
+        return events
+    pairs = list(zip(stamps, events))
+    if pairs[0][0] > pairs[-1][0]:  # type: ignore[operator]  # none is None (checked above)
+        pairs.reverse()
+    return [event for _, event in sorted(pairs, key=lambda pair: pair[0])]  # type: ignore[arg-type, return-value]
 
 
 class SessionFeed:
@@ -132,25 +259,43 @@ def _next_time(steps: list[Step], fallback: int) -> int:
     return fallback
 
 
-def _from_cassette(text: str, session_id: Optional[str]) -> list[RecordedSession]:
+def _from_cassette(
+    text: str, session_id: Optional[str], path: Path, expected: str = "a vcrpy cassette"
+) -> list[RecordedSession]:
     import yaml  # type: ignore[import-untyped]  # vcrpy's own dependency (no stubs); only cassettes need it
 
-    cassette = yaml.safe_load(text) or {}
+    try:
+        cassette = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise RecordingError(f"{path}: not valid YAML ({problem}{at})") from error
+    if cassette is None:
+        return []
+    interactions = cassette.get("interactions") if isinstance(cassette, dict) else None
+    if not isinstance(interactions, list):
+        raise RecordingError(f"{path}: not {expected} (no list of interactions)")
     sessions: dict[str, RecordedSession] = {}
 
     def session(sid: str) -> RecordedSession:
         return sessions.setdefault(sid, RecordedSession(sid))
 
-    for interaction in cassette.get("interactions", []):
-        request, response = interaction.get("request", {}), interaction.get("response", {})
+    for interaction in interactions:
+        if not isinstance(interaction, dict):
+            continue
+        request, response = interaction.get("request"), interaction.get("response")
+        if not isinstance(request, dict) or not isinstance(response, dict):
+            continue
         method, uri = str(request.get("method", "")).upper(), str(request.get("uri", ""))
-        body = (response.get("body") or {}).get("string", "")
+        body = response.get("body")
+        body = body.get("string", "") if isinstance(body, dict) else ""
         if (match := _STREAM.search(uri)) and method == "GET":
             session(match.group(1)).steps.append(Step("read", list(_sse_events(body))))
         elif (match := _EVENTS.search(uri)) and method == "GET":
-            session(match.group(1)).steps.append(Step("read", _json(body).get("data", [])))
+            session(match.group(1)).steps.append(Step("read", _dicts(_json(body).get("data"))))
         elif (match := _EVENTS.search(uri)) and method == "POST":
-            sent = _json(request.get("body") or "{}").get("events", [])
+            sent = _dicts(_json(request.get("body") or "{}").get("events"))
             session(match.group(1)).steps.append(Step("send", sent, _json(body)))
         elif (match := _SESSION.search(uri)) and method in ("GET", "POST"):
             obj = _json(body)
@@ -162,6 +307,10 @@ def _from_cassette(text: str, session_id: Optional[str]) -> list[RecordedSession
         for recorded in found:
             recorded.session_id = session_id
     return found
+
+
+def _dicts(value: Any) -> list[Any]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _json(text: Any) -> dict[str, Any]:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import anthropic
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rich.console import Console
 
 import cma_tracing
 
-from .exporting import add_otlp
+from .exporting import plural
 from .loopback import running_server
 from .render import fit_width, render
 from .scenarios import REAL_SPEED, SCENARIOS
@@ -27,17 +27,13 @@ SPEED_NOTE = (
 
 
 def run_demo(
-    console: Console,
-    otlp_endpoint: Optional[str] = None,
-    capture_content: bool = True,
-    memory: Optional[InMemorySpanExporter] = None,
-) -> int:
-    """Run every scenario, print the traces; returns the number of turns traced. The finished spans are kept in
-    `memory` (a fresh exporter unless one is given)."""
+    console: Console, capture_content: bool = True, memory: Optional[InMemorySpanExporter] = None
+) -> tuple[int, Sequence[ReadableSpan]]:
+    """Run every scenario, print the traces; returns the number of turns traced and the spans (to export). The
+    finished spans are kept in `memory` (a fresh exporter unless one is given)."""
     provider = TracerProvider(resource=Resource.create({"service.name": "cma-tracing-demo"}))
     memory = memory if memory is not None else InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    destination = add_otlp(provider, otlp_endpoint)
     cma_tracing.instrument(tracer_provider=provider, capture_content=capture_content)
     started = time.monotonic()
     try:
@@ -59,9 +55,8 @@ def run_demo(
         cma_tracing.uninstrument()
     console.print()
     turns = render(memory.get_finished_spans(), console, title=TITLE)
-    provider.shutdown()  # flushes the OTLP exporter, if any
-    if destination:
-        console.print(f"\nExported over OTLP/HTTP to {destination}")
-    console.print(f"\n{turns} turns, {len(memory.get_finished_spans())} spans in {time.monotonic() - started:.1f} s")
+    spans = memory.get_finished_spans()
+    provider.shutdown()
+    console.print(f"\n{plural(turns, 'turn')}, {plural(len(spans), 'span')} in {time.monotonic() - started:.1f} s")
     console.print(SPEED_NOTE)
-    return turns
+    return turns, spans
