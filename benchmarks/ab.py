@@ -1,0 +1,108 @@
+"""Before and after in one process: a change's cost, paired slice by slice against the code it replaces.
+
+`python -m benchmarks.ab --before REV` extracts the package as it is at git revision REV into a temporary folder,
+imports it under another name beside the working tree's, and replays the benchmark's slices through both (and the
+bare SDK), the same slice of each back to back in a rotating order, per mode and app pattern. It prints the median
+over slices of (after - before) in µs per event and of after / before: a change is kept when it measures better.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import io
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Optional, Sequence
+
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NoOpTracerProvider
+
+import cma_tracing
+
+from .replay import Drop, clock
+from .workload import PATTERNS, SLICE_EVENTS, SLICE_TAG, Replay, slice_bodies
+
+ROOT = Path(__file__).resolve().parent.parent
+BEFORE = "cma_tracing_before"
+
+
+def load_before(rev: str, into: Path) -> ModuleType:
+    """The package at `rev`, importable as `cma_tracing_before` (its own imports are relative)."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "src/cma_tracing"], check=True, capture_output=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    (into / "src" / "cma_tracing").rename(into / BEFORE)
+    sys.path.insert(0, str(into))
+    return importlib.import_module(BEFORE)
+
+
+def seconds(module: Optional[ModuleType], options: dict[str, Any], pattern: str, session_id: str) -> float:
+    if module is not None:
+        module.instrument(**options)
+    replay = Replay()
+    replay.load(slice_bodies(SLICE_TAG, pattern))
+    started = clock()
+    for _ in replay.events(session_id):
+        pass
+    elapsed = clock() - started
+    if module is not None:
+        module.uninstrument()
+    return elapsed
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--before", default="HEAD", help="the git revision to compare the working tree against")
+    parser.add_argument("--slices", type=int, default=60, help="paired slices per mode and pattern")
+    parser.add_argument("--mode", action="append", help="only these modes (everything, turn-spans, no-op)")
+    args = parser.parse_args(argv)
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(Drop())
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    modes: dict[str, dict[str, Any]] = {
+        "everything": {"tracer_provider": tracer_provider, "meter_provider": meter_provider},
+        "turn-spans": {"tracer_provider": tracer_provider, "meter_provider": NoOpMeterProvider(), "child_spans": False},
+        "no-op": {"tracer_provider": NoOpTracerProvider(), "meter_provider": NoOpMeterProvider()},
+    }
+    chosen = {name: options for name, options in modes.items() if not args.mode or name in args.mode}
+    with tempfile.TemporaryDirectory() as tmp:
+        before = load_before(args.before, Path(tmp))
+        print(f"after (working tree) vs before ({args.before}), {args.slices} paired slices of {SLICE_EVENTS} events")
+        for pattern in PATTERNS:
+            for mode, options in chosen.items():
+                runs: dict[str, list[float]] = {"bare": [], "before": [], "after": []}
+                contenders = [("bare", None), ("before", before), ("after", cma_tracing)]
+                for n in range(args.slices + 1):
+                    if n % 10 == 0:
+                        gc.collect()
+                    order = contenders[n % 3 :] + contenders[: n % 3]
+                    for name, module in order:
+                        runs[name].append(seconds(module, options, pattern, f"sesn_ab_{mode}_{n}"))
+                runs = {name: times[1:] for name, times in runs.items()}  # the first was a warm-up
+                per = 1e6 / SLICE_EVENTS
+                diff = statistics.median(a - b for a, b in zip(runs["after"], runs["before"])) * per
+                ratio = statistics.median(a / b for a, b in zip(runs["after"], runs["before"]))
+                before_over = statistics.median(b - z for b, z in zip(runs["before"], runs["bare"])) * per
+                after_over = statistics.median(a - z for a, z in zip(runs["after"], runs["bare"])) * per
+                print(
+                    f"{pattern:<22} {mode:<11} over bare: before {before_over:+6.2f}, after {after_over:+6.2f} µs/event;"
+                    f" after - before {diff:+6.2f} µs/event, after / before {ratio:.4f}",
+                    flush=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
