@@ -88,7 +88,7 @@ class Turn:
         "open_requests",
         "tool_calls",
         "tool_names",
-        "events",
+        "rotations",
         "unknown_events",
         "usage",
         "error_type",
@@ -138,7 +138,7 @@ class Turn:
         self.open_requests: set[str] = set()
         self.tool_calls = 0
         self.tool_names: list[str] = []
-        self.events = 0
+        self.rotations = 0  # generations of `seen` set aside: `events` is counted from the sets' sizes
         self.unknown_events = 0
         self.usage: Any = None  # the latest session.usage payload (cumulative, so one is enough)
         self.error_type: Optional[str] = None  # of the latest session.error
@@ -150,6 +150,11 @@ class Turn:
         self.seen: set[str] = set()
         self.seen_old: frozenset[str] | set[str] = _NO_IDS
 
+    @property
+    def events(self) -> int:
+        """Distinct event ids routed to the turn: each is remembered once, so the dedupe sets count them."""
+        return len(self.seen) + self.rotations * DEDUPE_GENERATION
+
     def has_seen(self, event_id: str) -> bool:
         return event_id in self.seen or event_id in self.seen_old
 
@@ -159,6 +164,7 @@ class Turn:
         if len(seen) >= DEDUPE_GENERATION:
             self.seen_old = seen
             self.seen = set()
+            self.rotations += 1
 
     def place(self, subagent: Subagent, stamp: Any, now_ns: int) -> Optional[int]:
         """Where an event of `subagent`'s thread that nobody saw arrive lies on the client's clock, or None if it
