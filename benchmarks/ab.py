@@ -97,8 +97,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 before_over = statistics.median(b - z for b, z in zip(runs["before"], runs["bare"])) * per
                 after_over = statistics.median(a - z for a, z in zip(runs["after"], runs["bare"])) * per
                 print(
-                    f"{pattern:<22} {mode:<11} over bare: before {before_over:+6.2f}, after {after_over:+6.2f} µs/event;"
-                    f" after - before {diff:+6.2f} µs/event, after / before {ratio:.4f}",
+                    f"{pattern:<22} {mode:<11} over bare: before {before_over:+6.2f}, after {after_over:+6.2f}"
+                    f" µs/event; after - before {diff:+6.2f} µs/event, after / before {ratio:.4f}",
                     flush=True,
                 )
     return 0

@@ -1,7 +1,8 @@
 """One benchmark variant's slices, over and over, for a sampling profiler to look inside the replay (where the
 cache effects of pydantic's parsing are part of our cost) rather than at our code in isolation.
 
-    py-spy record --format speedscope -o profile.json -- .venv/bin/python -m benchmarks.profile --variant "no-op providers"
+    py-spy record --format speedscope -o profile.json -- \
+        .venv/bin/python -m benchmarks.profile --variant "no-op providers"
     .venv/bin/python -m benchmarks.profile --variant "everything on" --pyinstrument
 
 Variants and patterns are named as `benchmarks.replay` prints them.
