@@ -120,7 +120,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--before", default="HEAD", help="the git revision to compare the working tree against")
     parser.add_argument("--slices", type=int, default=60, help="paired slices per mode and pattern")
     parser.add_argument("--mode", action="append", help="only these modes (everything, turn-spans, no-op)")
-    parser.add_argument("--isolated", action="store_true", help="our code alone, on parsed events, instead of the replays")
+    parser.add_argument(
+        "--isolated", action="store_true", help="our code alone, on parsed events, instead of the replays"
+    )
     args = parser.parse_args(argv)
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(Drop())
