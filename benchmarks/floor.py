@@ -20,7 +20,7 @@ from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, Span, ge
 
 import cma_tracing
 
-from .workload import EVENTS_PER_TURN, Replay, sse_body
+from .workload import LONG_LIVED, SLICE_TAG, Replay, slice_bodies
 
 #: (what, span number, arguments): what is a span method name, "start", or "record".
 Call = tuple[str, int, tuple[Any, ...]]
@@ -112,7 +112,7 @@ class _MeterProviderRecorder:
 
 
 class Floor:
-    """The OpenTelemetry calls of one steady-state turn, per event position, replayable against real providers."""
+    """The OpenTelemetry calls of one slice of the workload, per event position, replayable against real providers."""
 
     def __init__(self, calls: dict[int, list[Call]], histograms: dict[str, dict[str, Any]]) -> None:
         self.calls = calls
@@ -130,13 +130,15 @@ class Floor:
         return self
 
     def events(self, replay: Replay, session_id: str) -> Iterator[Any]:
-        """The bare SDK's stream of `replay`, making at each event the calls cma-tracing made at it."""
+        """The bare SDK's stream of `replay`, making at each event the calls cma-tracing made at it (and, when the
+        last stream ends, those it made then)."""
         tracer, histograms, calls = self.tracer, self.histograms, self.calls
         spans: dict[int, Span] = {}
         contexts: dict[int, Context] = {}
         position = 0
-        for event in replay.events(session_id):
-            for what, number, args in calls.get(position, ()):
+
+        def make(at: list[Call]) -> None:
+            for what, number, args in at:
                 if what == "start":
                     name, parent, kwargs = args
                     spans[number] = span = tracer.start_span(
@@ -149,12 +151,20 @@ class Floor:
                     method = getattr(spans[number], what)
                     plain = [a for a in args if not isinstance(a, tuple)]
                     method(*plain, **dict(a for a in args if isinstance(a, tuple)))
-            position = (position + 1) % EVENTS_PER_TURN
+
+        for event in replay.events(session_id):
+            at = calls.get(position)
+            if at:
+                make(at)
+            position += 1
             yield event
+        for later in sorted(p for p in calls if p >= position):
+            make(calls[later])
 
 
-def record_calls(child_spans: bool, metrics: bool) -> Floor:
-    """The calls cma-tracing makes for the second of two turns of the workload (the first warms the session)."""
+def record_calls(child_spans: bool, metrics: bool, pattern: str = LONG_LIVED) -> Floor:
+    """The calls cma-tracing makes for one slice of the workload read in `pattern`: every slice is a new session
+    with the same events, so these are exactly the calls it makes for each slice the benchmark times."""
     log = _Log()
     meter = _MeterRecorder(log)
     cma_tracing.instrument(
@@ -164,27 +174,11 @@ def record_calls(child_spans: bool, metrics: bool) -> Floor:
     )
     try:
         replay = Replay()
-        replay.load(sse_body(2, "floor"))
-        log.position = -EVENTS_PER_TURN
+        replay.load(slice_bodies(SLICE_TAG, pattern))
+        # A call's position is the event being handled when it was made; a stream's end, the next event's.
+        log.position = 0
         for _ in replay.events("sesn_floor"):
             log.position += 1
     finally:
         cma_tracing.uninstrument()
-    # A call's position is the event being handled when it was made, counted from the second turn's first event.
-    second = {position: calls for position, calls in log.calls.items() if 0 <= position < EVENTS_PER_TURN}
-    first_span = min((number for calls in second.values() for what, number, _ in calls if what == "start"), default=0)
-    renumbered = {
-        position: [
-            (what, number - first_span if number >= 0 else number, _renumber(what, args, first_span))
-            for what, number, args in calls
-        ]
-        for position, calls in second.items()
-    }
-    return Floor(renumbered, meter.histograms if metrics else {})
-
-
-def _renumber(what: str, args: tuple[Any, ...], first_span: int) -> tuple[Any, ...]:
-    if what != "start":
-        return args
-    name, parent, kwargs = args
-    return (name, parent - first_span if parent >= 0 else -1, kwargs)
+    return Floor(log.calls, meter.histograms if metrics else {})

@@ -1,11 +1,14 @@
-"""The benchmark measures what it says: every variant replays the whole slice, and the "OpenTelemetry alone" floor
-makes the very spans and metric records cma-tracing makes for the same events, with none of its code running."""
+"""The benchmark measures what it says: every variant replays the whole slice (an outcome and a workflow run among
+its turns), and each "OpenTelemetry alone" floor makes the very spans and metric records cma-tracing makes for the
+same events in both app patterns, with none of its code running."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
+import pytest
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -14,10 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import cma_tracing
 from benchmarks.floor import record_calls
-from benchmarks.replay import Drop, SLICE_TURNS, slice_seconds, variants
-from benchmarks.workload import Replay, sse_body
-
-TURNS = 3
+from benchmarks.replay import Drop, Figures, slice_seconds, variants
+from benchmarks.workload import PATTERNS, SLICE_EVENTS, SLICE_TAG, Replay, slice_bodies, slice_turns
 
 
 def _telemetry() -> tuple[TracerProvider, InMemorySpanExporter, MeterProvider, InMemoryMetricReader]:
@@ -45,7 +46,8 @@ def _shape(exporter: InMemorySpanExporter) -> Counter[Any]:
 
 def _record_counts(reader: InMemoryMetricReader) -> dict[str, int]:
     data = reader.get_metrics_data()
-    assert data is not None
+    if data is None:
+        return {}
     return {
         metric.name: sum(int(getattr(point, "count", 0)) for point in metric.data.data_points)
         for resource in data.resource_metrics
@@ -55,42 +57,73 @@ def _record_counts(reader: InMemoryMetricReader) -> dict[str, int]:
     }
 
 
-def test_the_floor_makes_the_same_spans_and_records_as_cma_tracing() -> None:
-    body = sse_body(TURNS, "shape")
+def test_a_slice_has_fifty_plain_turns_an_outcome_and_a_workflow_run() -> None:
+    turns = slice_turns("count")
+    firsts = Counter(turn[0]["type"] for turn in turns)
+    assert firsts == Counter({"session.status_running": 50, "user.define_outcome": 1, "user.message": 1})
+    types = {event["type"] for turn in turns for event in turn}
+    assert {"span.outcome_evaluation_end", "workflow_run.phase_started", "workflow_run.status_ended"} <= types
+    assert sum(len(turn) for turn in turns) == SLICE_EVENTS
+    ids = [event["id"] for turn in turns for event in turn]
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("child_spans", [True, False], ids=["everything on", "turn spans only"])
+def test_the_floor_makes_the_same_spans_and_records_as_cma_tracing(pattern: str, child_spans: bool) -> None:
     traced_provider, traced_spans, traced_meter, traced_reader = _telemetry()
-    cma_tracing.instrument(tracer_provider=traced_provider, meter_provider=traced_meter)
+    cma_tracing.instrument(
+        tracer_provider=traced_provider,
+        meter_provider=traced_meter if child_spans else NoOpMeterProvider(),
+        child_spans=child_spans,
+    )
     try:
-        assert sum(1 for _ in _replay(body).events("sesn_traced")) == TURNS * 20
+        assert sum(1 for _ in _replay(pattern).events("sesn_traced")) == SLICE_EVENTS
     finally:
         cma_tracing.uninstrument()
 
     floor_provider, floor_spans, floor_meter, floor_reader = _telemetry()
-    floor = record_calls(child_spans=True, metrics=True).bind(floor_provider, floor_meter)
-    assert sum(1 for _ in floor.events(_replay(body), "sesn_floor")) == TURNS * 20
+    floor = record_calls(child_spans=child_spans, metrics=child_spans, pattern=pattern)
+    floor.bind(floor_provider, floor_meter if child_spans else None)
+    assert sum(1 for _ in floor.events(_replay(pattern), "sesn_floor")) == SLICE_EVENTS
 
     assert _shape(floor_spans) == _shape(traced_spans)
-    assert len(floor_spans.get_finished_spans()) == TURNS * 6  # a turn, 3 model requests, 2 tool calls
+    names = Counter(span.name.split(" ")[0] for span in traced_spans.get_finished_spans())
+    if child_spans:
+        # 52 turns; the 50 plain ones have 3 model requests and 2 tool calls each; an outcome's cycles are
+        # evaluation spans; the workflow run has its two phases and four agents.
+        assert names["invoke_agent"] == 52 + 4
+        assert names["execute_tool"] >= 100 and names["chat"] >= 150
+        assert names["evaluation"] == 2 and names["invoke_workflow"] == 1 and names["workflow_phase"] == 2
+    else:
+        assert names == Counter({"invoke_agent": 52})
     assert _record_counts(floor_reader) == _record_counts(traced_reader)
-    assert sum(_record_counts(floor_reader).values()) == TURNS * 13
+    assert sum(_record_counts(floor_reader).values()) == (688 if child_spans else 0)
 
 
-def test_the_turn_spans_only_floor_makes_one_span_per_turn_and_no_records() -> None:
-    """The workload is read as a watching process reads it: `session.status_running` opens a `resume` turn, which
-    adopts the user.message that follows (one `set_attribute`: its trigger)."""
+def test_the_turn_spans_only_floor_makes_one_span_per_turn() -> None:
+    """The plain turns are read as a watching process reads them: `session.status_running` opens a `resume` turn,
+    which adopts the user.message that follows (one `set_attribute`: its trigger)."""
     floor = record_calls(child_spans=False, metrics=False)
-    calls = [what for per_event in floor.calls.values() for what, _, _ in per_event]
-    assert Counter(calls) == Counter({"start": 1, "set_attribute": 1, "set_attributes": 1, "set_status": 1, "end": 1})
+    calls = Counter(what for per_event in floor.calls.values() for what, _, _ in per_event)
+    assert calls["start"] == calls["end"] == calls["set_status"] == 52
+    assert calls["set_attribute"] == 50
 
 
-def test_every_variant_replays_the_whole_slice() -> None:
+def test_every_variant_replays_the_whole_slice_and_the_figures_pair_slices() -> None:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(Drop())
-    body = sse_body(SLICE_TURNS, "smoke")
-    for variant in variants(tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])):
-        assert slice_seconds(variant, tracer_provider, body, f"sesn_{variant.name}") > 0  # it asserts the count itself
+    all_variants = variants(tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    assert {v.pattern for v in all_variants} == set(PATTERNS)
+    results = {v.key: [slice_seconds(v, f"sesn_{v.name}")] for v in all_variants}  # each asserts the count itself
+    assert all(seconds[0] > 0 for seconds in results.values())
+    figures = Figures({key: [1.0, 3.0] for key in results})
+    for pattern in PATTERNS:
+        assert figures.floor_ratio("everything on", "OpenTelemetry alone: everything on's calls", pattern) == 1.0
+        assert figures.on_top_us("turn spans only", "OpenTelemetry alone: turn spans only's calls", pattern) == 0.0
 
 
-def _replay(body: bytes) -> Replay:
+def _replay(pattern: str) -> Replay:
     replay = Replay()
-    replay.load(body)
+    replay.load(slice_bodies(SLICE_TAG, pattern))
     return replay

@@ -166,7 +166,6 @@ class SessionTracker:
                 if role is None:
                     if turn is not None and event_id is not None:
                         turn.remember(event_id)
-                        turn.events += 1
                         turn.unknown_events += 1
                         turn.last_ns = now_ns
                     return
@@ -194,12 +193,12 @@ class SessionTracker:
                     if turn is None:
                         return
                 if event_id is not None:
-                    seen = turn.seen  # `Turn.remember`, inlined
+                    seen = turn.seen  # `Turn.remember`, inlined; it counts the turn's events too
                     seen.add(event_id)
                     if len(seen) >= DEDUPE_GENERATION:
                         turn.seen_old = seen
                         turn.seen = set()
-                    turn.events += 1
+                        turn.rotations += 1
                 turn.last_ns = now_ns
                 if output:
                     turn.waiting = False
@@ -495,7 +494,12 @@ class SessionTracker:
             turn.children.workflows = self.workflows
         # A turn nobody records (a no-op tracer or a sampled-out turn, no meter, no content capture) follows only its
         # lifecycle: its tokens, tools, children and span events would go nowhere.
-        turn.plan = _DISPATCH if turn.recorded else _LIFECYCLE
+        # A recorded turn's plan leaves out the handlers that could record nothing in its mode.
+        turn.plan = (
+            recording_plan(turn.children is not None, turn.content is not None, self._telemetry.child_spans)
+            if turn.recorded
+            else _LIFECYCLE
+        )
         self._skip = _NO_IDS if turn.recorded else _LIFECYCLE_SKIPS
         self.turn = turn
         return turn
@@ -566,6 +570,35 @@ _DISPATCH: Final[Plan] = {
     )
     for event_type, role in EVENT_ROLES.items()
 }
+#: Handlers that record nothing for a turn without child spans (none of them touches the turn's own counters).
+_CHILDREN_ONLY: Final = frozenset((handlers.on_tool_result, handlers.on_thread_created, handlers.on_workflow_event))
+#: The same while the session can never have workflow runs (child spans off): a thread status only feeds a run or
+#: a subagent span.
+_CHILDREN_OR_RUNS_ONLY: Final = _CHILDREN_ONLY | {handlers.on_thread_status}
+#: Handlers that record nothing for a turn without content capture.
+_CONTENT_ONLY: Final = frozenset((handlers.on_agent_message,))
+_PLANS: dict[tuple[bool, bool, bool], Plan] = {}
+
+
+def recording_plan(children: bool, content: bool, child_spans: bool) -> Plan:
+    """`_DISPATCH` without the handlers that would do nothing for a turn with (or without) children and content,
+    in a session that may (or may never) follow workflow runs: each such event is still counted and deduplicated,
+    with one Python call less."""
+    key = (children, content, child_spans)
+    plan = _PLANS.get(key)
+    if plan is None:
+        idle: set[Optional[Handler]] = set()
+        if not children:
+            idle |= _CHILDREN_ONLY if child_spans else _CHILDREN_OR_RUNS_ONLY
+        if not content:
+            idle |= _CONTENT_ONLY
+        plan = _PLANS[key] = {
+            event_type: ((None, *rest) if handler in idle else (handler, *rest))  # type: ignore[misc]
+            for event_type, (handler, *rest) in _DISPATCH.items()
+        }
+    return plan
+
+
 #: The same for a turn nobody records: only what opens, ends or holds the turn open, and what its lifecycle needs.
 _LIFECYCLE: Final[Plan] = {
     event_type: (

@@ -39,6 +39,43 @@ _NO_ATTRIBUTES: Final[dict[str, AttributeValue]] = {}
 _STATUS_OK: Final = Status(StatusCode.OK)
 
 
+class AgentTemplates:
+    """What every turn of every session with the same agent and client attributes shares: the span's name, the
+    metric attributes, the children's templates. Made once per distinct attributes, not once per session."""
+
+    __slots__ = ("turn_name", "turn_metric_attributes", "evaluation_metric_attributes", "children")
+
+    def __init__(self, start: Mapping[str, AttributeValue]) -> None:
+        agent_name = start.get(A.GEN_AI_AGENT_NAME)
+        self.turn_name = f"{A.OP_INVOKE_AGENT} {agent_name}" if agent_name else A.OP_INVOKE_AGENT
+        self.turn_metric_attributes = metric_attributes(A.OP_INVOKE_AGENT, start)
+        # The grader's model is not the agent's: an evaluation's metrics name the agent only.
+        self.evaluation_metric_attributes = MetricAttributes(
+            metric_attributes(A.OP_EVALUATION, {A.GEN_AI_AGENT_NAME: agent_name} if agent_name else {})
+        )
+        self.children = ChildTemplates(start)
+
+
+#: Distinct agent and client attributes whose templates are kept; past that the cache starts again.
+MAX_AGENT_TEMPLATES: Final = 256
+_AGENT_TEMPLATES: dict[tuple[Any, ...], AgentTemplates] = {}
+
+
+def agent_templates(start: Mapping[str, AttributeValue]) -> AgentTemplates:
+    """The templates for these start attributes, shared by every session that has them (a session's tracker is
+    made anew each time the session comes back from idle, as with a stream per turn)."""
+    try:
+        key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in start.items())
+        found = _AGENT_TEMPLATES.get(key)
+    except TypeError:  # an unhashable value: not shared
+        return AgentTemplates(start)
+    if found is None:
+        if len(_AGENT_TEMPLATES) >= MAX_AGENT_TEMPLATES:
+            _AGENT_TEMPLATES.clear()
+        found = _AGENT_TEMPLATES[key] = AgentTemplates(start)
+    return found
+
+
 class TurnTemplates:
     """What every turn of a session shares for the current agent attributes: the span's name and start attributes,
     the turn's metric attributes, and its children's templates. Each turn holds the one it opened with, so agent
@@ -48,14 +85,11 @@ class TurnTemplates:
 
     def __init__(self, base: Mapping[str, AttributeValue], start: Mapping[str, AttributeValue]) -> None:
         self.turn_attributes = {**base, **start}
-        agent_name = self.turn_attributes.get(A.GEN_AI_AGENT_NAME)
-        self.turn_name = f"{A.OP_INVOKE_AGENT} {agent_name}" if agent_name else A.OP_INVOKE_AGENT
-        self.turn_metric_attributes = metric_attributes(A.OP_INVOKE_AGENT, start)
-        # The grader's model is not the agent's: an evaluation's metrics name the agent only.
-        self.evaluation_metric_attributes = MetricAttributes(
-            metric_attributes(A.OP_EVALUATION, {A.GEN_AI_AGENT_NAME: agent_name} if agent_name else {})
-        )
-        self.children = ChildTemplates(start)
+        shared = agent_templates(start)
+        self.turn_name = shared.turn_name
+        self.turn_metric_attributes = shared.turn_metric_attributes
+        self.evaluation_metric_attributes = shared.evaluation_metric_attributes
+        self.children = shared.children
 
 
 class Turn:
@@ -88,7 +122,7 @@ class Turn:
         "open_requests",
         "tool_calls",
         "tool_names",
-        "events",
+        "rotations",
         "unknown_events",
         "usage",
         "error_type",
@@ -138,7 +172,7 @@ class Turn:
         self.open_requests: set[str] = set()
         self.tool_calls = 0
         self.tool_names: list[str] = []
-        self.events = 0
+        self.rotations = 0  # generations of `seen` set aside: `events` is counted from the sets' sizes
         self.unknown_events = 0
         self.usage: Any = None  # the latest session.usage payload (cumulative, so one is enough)
         self.error_type: Optional[str] = None  # of the latest session.error
@@ -150,6 +184,11 @@ class Turn:
         self.seen: set[str] = set()
         self.seen_old: frozenset[str] | set[str] = _NO_IDS
 
+    @property
+    def events(self) -> int:
+        """Distinct event ids routed to the turn: each is remembered once, so the dedupe sets count them."""
+        return len(self.seen) + self.rotations * DEDUPE_GENERATION
+
     def has_seen(self, event_id: str) -> bool:
         return event_id in self.seen or event_id in self.seen_old
 
@@ -159,6 +198,7 @@ class Turn:
         if len(seen) >= DEDUPE_GENERATION:
             self.seen_old = seen
             self.seen = set()
+            self.rotations += 1
 
     def place(self, subagent: Subagent, stamp: Any, now_ns: int) -> Optional[int]:
         """Where an event of `subagent`'s thread that nobody saw arrive lies on the client's clock, or None if it
@@ -335,16 +375,20 @@ def usage_attributes(usage: Any) -> dict[str, AttributeValue]:
     return attrs
 
 
+_NOT_NESTED: Final = (str, bytes, list, tuple, int, float)
+
+
 def _flatten(payload: Any, prefix: str, out: dict[str, AttributeValue], depth: int) -> None:
-    for key, value in fields_of(payload).items():
-        if key.__class__ is not str:
-            continue
+    # Numbers first, by exact class: nearly every field is one.
+    for key, value in (payload if payload.__class__ is dict else fields_of(payload)).items():
         kind = value.__class__
         if kind is int or kind is float:
-            out[prefix + key] = value
-        elif kind is bool or value is None or isinstance(value, (str, bytes, list, tuple)):
+            if key.__class__ is str:
+                out[prefix + key] = value
+        elif kind is str or kind is bool or value is None or key.__class__ is not str:
             continue
-        elif isinstance(value, (int, float)):
-            out[prefix + key] = value
+        elif isinstance(value, _NOT_NESTED):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[prefix + key] = value
         elif depth < 4:
             _flatten(value, f"{prefix}{key}.", out, depth + 1)
