@@ -205,3 +205,23 @@ def test_make_clean_removes_what_make_made_and_nothing_else(tmp_path: Path) -> N
     assert not (tmp_path / "src/cma_tracing/__pycache__").exists()
     assert not (tmp_path / "tests/support/__pycache__").exists()
     assert [k for k in KEPT if not (tmp_path / k).exists()] == []
+
+
+#: The longest a module of the package may grow: past it, a module holds more than one concern.
+MAX_MODULE_LINES = 600
+
+
+def test_every_module_is_named_in_the_readme_layout_and_none_is_over_600_lines() -> None:
+    package = REPO / "src" / "cma_tracing"
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("\n## Layout", 1)[1].split("\n## ", 1)[0]  # to the next section, if any
+    modules = sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
+    assert len(modules) > 30
+    long = {
+        str(p.relative_to(package)): n for p in modules if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}
+    # The core's modules are each named; the patchers and the demo are described as folders.
+    core = [p.name for p in modules if p.parent.name == "instrumentation" and p.name != "__init__.py"]
+    assert [name for name in core if name not in layout] == []
+    assert [p.name for p in modules if p.parent == package and p.name not in layout] == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import AbstractSet, Any, Callable, Final, Iterable, Mapping, Optional
+from typing import AbstractSet, Any, Final, Iterable, Mapping, Optional
 
 from opentelemetry.util.types import AttributeValue
 
@@ -19,12 +19,12 @@ from . import feeds, handlers, sends
 from .attributes import StopReason
 from .attributes import Trigger
 from .event_table import (
-    EVENT_ROLES,
     SESSION_STATUS_RUNNING,
     USER_DEFINE_OUTCOME,
     USER_MESSAGE,
 )
 from .outcomes import Outcome
+from .plans import Everything, Plans
 from .workflows import WorkflowRuns
 from .fields import get, get_str, timestamp
 from .safety import log_swallowed, never_raises
@@ -36,21 +36,7 @@ _NO_FIELDS: Final[dict[str, Any]] = {}
 _NO_IDS: Final[AbstractSet[str]] = frozenset()
 
 
-class _Everything(frozenset[str]):
-    """The skip set of a tracker its registry let go of: every event type is skipped before the lock."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
-
-    def __bool__(self) -> bool:
-        return True
-
-
-_SKIP_ALL: Final = _Everything()
-
-Handler = Callable[..., None]
-#: type -> (handler, output, span_event, session_level, opens, resumes): the table of `event_table`, resolved.
-Plan = dict[str, tuple[Optional[Handler], bool, bool, bool, bool, bool]]
+_SKIP_ALL: Final = Everything()
 
 
 class SessionTracker:
@@ -551,71 +537,9 @@ class SessionTracker:
         return Next.DROP if self.claims == 0 else Next.NOTHING
 
 
-def _resolve(name: Optional[str], lifecycle: bool) -> Optional[Handler]:
-    if name is None:
-        return None
-    handler: Handler = getattr(SessionTracker, "_" + name) if lifecycle else getattr(handlers, name)
-    return handler
-
-
-#: The table of `event_table`, resolved once.
-_DISPATCH: Final[Plan] = {
-    event_type: (
-        _resolve(role.handler, role.lifecycle),
-        role.output,
-        role.span_event,
-        role.session_level,
-        role.opens,
-        role.resumes,
-    )
-    for event_type, role in EVENT_ROLES.items()
-}
-#: Handlers that record nothing for a turn without child spans (none of them touches the turn's own counters).
-_CHILDREN_ONLY: Final = frozenset((handlers.on_tool_result, handlers.on_thread_created, handlers.on_workflow_event))
-#: The same while the session can never have workflow runs (child spans off): a thread status only feeds a run or
-#: a subagent span.
-_CHILDREN_OR_RUNS_ONLY: Final = _CHILDREN_ONLY | {handlers.on_thread_status}
-#: Handlers that record nothing for a turn without content capture.
-_CONTENT_ONLY: Final = frozenset((handlers.on_agent_message,))
-_PLANS: dict[tuple[bool, bool, bool], Plan] = {}
-
-
-def recording_plan(children: bool, content: bool, child_spans: bool) -> Plan:
-    """`_DISPATCH` without the handlers that would do nothing for a turn with (or without) children and content,
-    in a session that may (or may never) follow workflow runs: each such event is still counted and deduplicated,
-    with one Python call less."""
-    key = (children, content, child_spans)
-    plan = _PLANS.get(key)
-    if plan is None:
-        idle: set[Optional[Handler]] = set()
-        if not children:
-            idle |= _CHILDREN_ONLY if child_spans else _CHILDREN_OR_RUNS_ONLY
-        if not content:
-            idle |= _CONTENT_ONLY
-        plan = _PLANS[key] = {
-            event_type: ((None, *rest) if handler in idle else (handler, *rest))  # type: ignore[misc]
-            for event_type, (handler, *rest) in _DISPATCH.items()
-        }
-    return plan
-
-
-#: The same for a turn nobody records: only what opens, ends or holds the turn open, and what its lifecycle needs.
-_LIFECYCLE: Final[Plan] = {
-    event_type: (
-        _resolve(role.handler, True) if role.lifecycle else _resolve(role.lifecycle_handler, True),
-        role.output,
-        False,
-        role.session_level,
-        role.opens,
-        role.resumes,
-    )
-    for event_type, role in EVENT_ROLES.items()
-}
-#: The types such a turn does nothing with: no lifecycle handler (or only `_on_work`), not agent output.
-_LIFECYCLE_SKIPS: Final = frozenset(
-    t
-    for t, (handler, output, *_) in _LIFECYCLE.items()
-    if not output and (not handler or handler is SessionTracker._on_work)
-)
-#: The same while a `resume` turn nobody records may still adopt a user event: it needs its first model request.
-_ADOPTING_SKIPS: Final = frozenset(t for t in _LIFECYCLE_SKIPS if _LIFECYCLE[t][0] is None)
+_PLANS: Final = Plans(SessionTracker)
+_DISPATCH: Final = _PLANS.full  # what opens a turn is the same in every plan
+_LIFECYCLE: Final = _PLANS.lifecycle
+_LIFECYCLE_SKIPS: Final = _PLANS.lifecycle_skips
+_ADOPTING_SKIPS: Final = _PLANS.adopting_skips
+recording_plan: Final = _PLANS.recording
