@@ -10,45 +10,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anthropic
 import pytest
 import vcr
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
 
 import cma_tracing
 from cma_tracing.demo.loopback import FakeCMAServer, running_server
+from tests.support.spans import Spans
 
 CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
-
-
-class Spans:
-    """The spans a test produced, with the lookups tests need."""
-
-    def __init__(self, exporter: InMemorySpanExporter) -> None:
-        self.exporter = exporter
-
-    def all(self) -> list[ReadableSpan]:
-        return list(self.exporter.get_finished_spans())
-
-    def turns(self) -> list[ReadableSpan]:
-        return [
-            s
-            for s in self.all()
-            if (s.attributes or {}).get("gen_ai.operation.name") == "invoke_agent" and s.kind is SpanKind.CLIENT
-        ]
-
-    def children(self, parent: ReadableSpan) -> list[ReadableSpan]:
-        """The direct children of `parent`, in start order."""
-        kids = [s for s in self.all() if s.parent is not None and s.parent.span_id == parent.context.span_id]
-        return sorted(kids, key=lambda s: s.start_time or 0)
-
-    def turn(self) -> ReadableSpan:
-        turns = self.turns()
-        assert len(turns) == 1, [(s.name, dict(s.attributes or {})) for s in turns]
-        return turns[0]
-
-    def named(self, name: str) -> list[ReadableSpan]:
-        return [s for s in self.all() if s.name == name]
 
 
 @pytest.fixture

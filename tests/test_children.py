@@ -9,7 +9,7 @@ import anthropic
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.conftest import Spans
+from tests.support.spans import Spans
 from tests.support import events as ev
 from cma_tracing.demo.loopback import Event, FakeCMAServer, Hold
 from tests.support.scenarios import Reads, message, run_turn, steps, turn_events

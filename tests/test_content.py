@@ -16,7 +16,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 
 from cma_tracing.config import content_policy
 from cma_tracing.instrumentation.content import cut
-from tests.conftest import Spans
+from tests.support.spans import Spans
 from tests.support import events as ev
 from cma_tracing.demo.loopback import FakeCMAServer
 from tests.support.scenarios import steps

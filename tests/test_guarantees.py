@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 import cma_tracing
 from cma_tracing.instrumentation.telemetry import Telemetry
 from cma_tracing.instrumentation.session import SessionTracker
-from tests.conftest import Spans
+from tests.support.spans import Spans
 from tests.support import events as ev
 from cma_tracing.demo.loopback import FakeCMAServer
 from tests.support.scenarios import message, queue_turn, steps, turn_events

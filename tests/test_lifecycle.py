@@ -336,7 +336,9 @@ def test_dedupe_memory_is_bounded_but_covers_recent_ids() -> None:
     h.feed(ev.event("agent.thinking", id=i) for i in ids)
     h.feed(ev.event("agent.thinking", id=i) for i in ids[-1000:])  # the recent ones are remembered
     assert h.tracker.turn is not None and h.tracker.turn.events == 5001
-    assert len(h.tracker.turn.seen) + len(h.tracker.turn.seen_old) <= 2048
+    # Two generations of 1,024 ids: the last 1,024 are always remembered, none from 2,048 back.
+    assert h.tracker.has_seen(ids[-1]) and h.tracker.has_seen(ids[-1024])
+    assert not h.tracker.has_seen(ids[0]) and not h.tracker.has_seen(ids[-2048])
 
 
 def test_list_pages_feed_only_events_after_the_turns_own_user_message() -> None:
@@ -488,3 +490,34 @@ def test_the_processed_echo_of_a_queued_user_message_anchors_the_turn() -> None:
     assert h.tracker.threads_to_fetch(ev.idle()) == []  # no anchor yet: nothing could be placed
     h.feed([processed])
     assert h.tracker.threads_to_fetch(ev.idle()) == ["sthr_r"]
+
+
+def test_fetched_events_are_placed_from_the_moment_the_turns_echo_was_seen() -> None:
+    """The send goes out at T, the server processes its user.message 0.6 s later and the stream shows that echo
+    then: a fetched thread event stamped 0.4 s after the user.message lies at T + 1.0 s (echo seen + 0.4), not at
+    T + 0.4 (send + 0.4), which would fall before the subagent's start and be squashed onto it."""
+    h = Harness()
+    second = 1_000_000_000
+    t = h.now
+    send = h.tracker.begin_send([ev.user_message()], t)
+    h.tracker.send_succeeded(send, {"data": [{**ev.user_message("sevt_mine"), "processed_at": None}]})
+    h.tracker.on_event(ev.running(), t + second // 10)
+    h.tracker.on_event({**ev.user_message("sevt_mine"), "processed_at": "2026-08-17T16:00:00Z"}, t + 6 * second // 10)
+    created = ev.event("session.thread_created", session_thread_id="sthr_r", agent_name="researcher")
+    h.tracker.on_event({**created, "processed_at": "2026-08-17T16:00:00.100Z"}, t + 7 * second // 10)
+    fetched = [
+        {**ev.request_start("sevt_rs"), "processed_at": "2026-08-17T16:00:00.400Z"},
+        {**ev.request_end("sevt_rs", input=5, output=7), "processed_at": "2026-08-17T16:00:00.500Z"},
+    ]
+    h.tracker.on_fetched("sthr_r", fetched, t + 2 * second)
+    h.tracker.on_event(
+        ev.event("session.thread_status_idle", session_thread_id="sthr_r", stop_reason={"type": "end_turn"}),
+        t + 2 * second,
+    )
+    h.tracker.on_event(ev.idle(), t + 2 * second)
+    (subagent,) = [s for s in h.exporter.get_finished_spans() if s.name == "invoke_agent researcher"]
+    (chat,) = [s for s in h.exporter.get_finished_spans() if s.name.startswith("chat")]
+    assert chat.parent is not None and chat.parent.span_id == subagent.context.span_id
+    assert chat.start_time == t + second  # the echo seen at T + 0.6, plus the server's 0.4
+    assert chat.end_time == t + second + second // 10  # the server's duration
+    assert subagent.start_time == t + 7 * second // 10

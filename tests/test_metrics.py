@@ -15,7 +15,7 @@ from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, NoOpTrac
 from cma_tracing.instrumentation.metrics import DURATION_BUCKETS, TOKEN_BUCKETS
 from tests.support import events as ev
 from cma_tracing.demo.loopback import Event, FakeCMAServer
-from tests.conftest import Spans
+from tests.support.spans import Spans
 from tests.support.scenarios import message, queue_turn
 from tests.support.spans import at_least, attrs, seconds
 

@@ -32,7 +32,8 @@ from cma_tracing.demo.scenarios import REAL_SPEED, real_turn
 from cma_tracing.demo.serve import LIVE_SESSION, serve
 from cma_tracing.demo.serve import start as start_serving
 from cma_tracing.replay import load, replay
-from tests.conftest import CASSETTES, Spans
+from tests.conftest import CASSETTES
+from tests.support.spans import Spans
 
 #: Attributes that depend on when the client saw events, which a recording cannot know.
 TIMING = {"gen_ai.response.time_to_first_chunk"}

@@ -13,7 +13,7 @@ from opentelemetry.trace import StatusCode
 
 import cma_tracing
 from cma_tracing.instrumentation.session import SessionTracker
-from tests.conftest import Spans
+from tests.support.spans import Spans
 from cma_tracing.demo.loopback import Drop, FakeCMAServer, Hold
 from tests.support.scenarios import message, queue_turn, steps, turn_events
 

@@ -13,7 +13,7 @@ import httpx2
 import pytest
 
 from cma_tracing.demo.loopback import Event, FakeCMAServer
-from tests.conftest import Spans
+from tests.support.spans import Spans
 from tests.support import events as ev
 from tests.support.scenarios import message, run_turn
 from tests.support.spans import assert_nested, attrs, seconds

@@ -11,7 +11,7 @@ import anthropic
 import pytest
 
 from cma_tracing.demo.loopback import Event, FakeCMAServer
-from tests.conftest import Spans
+from tests.support.spans import Spans
 from tests.support.core import Session, synthetic
 from tests.support.spans import tree_shape
 

@@ -9,7 +9,7 @@ import anthropic
 import pytest
 
 from cma_tracing.demo.loopback import Event, FakeCMAServer
-from tests.conftest import Spans
+from tests.support.spans import Spans
 from tests.support import events as ev
 from tests.support.scenarios import message
 

@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from cma_tracing.demo.loopback import Event
-from tests.conftest import Spans
+from tests.support.spans import Spans
 from tests.support import events as ev
 
 REAL_SESSION = "sesn_01GuGWpFoC5zy8bwPaUPogbX"

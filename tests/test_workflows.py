@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from cma_tracing.demo.loopback import Event, FakeCMAServer
-from tests.conftest import Spans
+from tests.support.spans import Spans
 from tests.support import events as ev
 from tests.support.core import Session, synthetic
 from tests.support.scenarios import message

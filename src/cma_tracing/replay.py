@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 from .config import options_from
 from .instrumentation.agents import agent_attributes
 from .instrumentation.attributes import StopReason
+from .instrumentation.event_table import THREAD_CREATED, THREAD_STATUSES
 from .instrumentation.fields import as_list, get, timestamp_ns
 from .instrumentation.session import SessionTracker
 from .instrumentation.telemetry import Telemetry
@@ -159,11 +160,11 @@ def _from_items(items: list[Any], session_id: Optional[str], path: Path) -> list
 def _primary_agent_name(events: list[Any]) -> Optional[str]:
     """The agent of the session's primary thread: its `session.thread_status_*` events name it, and no
     `session.thread_created` announces that thread (those are subagents' and workflow runs' threads)."""
-    created = {e.get("session_thread_id") for e in events if e.get("type") == "session.thread_created"}
+    created = {e.get("session_thread_id") for e in events if e.get("type") == THREAD_CREATED}
     for event in events:
         name = event.get("agent_name")
         if (
-            str(event.get("type")).startswith("session.thread_status_")
+            str(event.get("type")) in THREAD_STATUSES
             and event.get("session_thread_id") not in created
             and isinstance(name, str)
             and name

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..instrumentation.event_table import USER_MESSAGE
 from .script import SESSION_TEMPLATE, Drop, ErrorFrame, Event, Hold, Keepalive, RecordedRequest, Step
 
 __all__ = [
@@ -212,7 +213,7 @@ class FakeCMAServer:
             at += step.delay
             data = fresh(step.data)
             data["processed_at"] = _stamp(at)
-            if data.get("type") == "user.message" and echo_id is None:
+            if data.get("type") == USER_MESSAGE and echo_id is None:
                 echo_id = data["id"]
                 data["content"] = copy.deepcopy(sent.get("content", data.get("content")))
             script.append(Event(data, step.delay))
@@ -452,7 +453,7 @@ class _Handler(BaseHTTPRequestHandler):
         events = body.get("events", []) if isinstance(body, dict) else []
         ids = deque(plan.ids if plan is not None else [])
         if plan is None:
-            messages = [e for e in events if isinstance(e, dict) and e.get("type") == "user.message"]
+            messages = [e for e in events if isinstance(e, dict) and e.get("type") == USER_MESSAGE]
             echo_id = self._fake._play_turn(session_id, messages[0]) if messages else None
             if echo_id is not None:
                 ids = deque(self._fake._next_id("sevt") for _ in range(events.index(messages[0])))

@@ -17,6 +17,9 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
+from ..instrumentation.attributes import EVENT_STREAM_ERROR
+from ..instrumentation.event_table import SESSION_ERROR
+
 #: Columns when the output is not a terminal: what a CI log or a pager shows without wrapping.
 PIPE_WIDTH = 80
 #: Columns each level of the tree takes for its guides ("├── ", "│   ").
@@ -163,7 +166,7 @@ def _add(
             if said:
                 node.add(Text(_clip(f"{who}: {said}", inner), style="green" if who == "agent" else "blue"))
     for event in span.events:
-        if event.name in ("session.error", "stream.error"):
+        if event.name in (SESSION_ERROR, EVENT_STREAM_ERROR):
             details = dict(event.attributes or {})
             line = f"! {event.name} {details.get('type', details.get('exception.type', ''))} "
             node.add(Text(_clip(f"{line}{details.get('retry_status', '')}", inner), style="red"))

@@ -50,6 +50,10 @@ THREAD_STATUS_RUNNING: Final = "session.thread_status_running"
 THREAD_STATUS_IDLE: Final = "session.thread_status_idle"
 THREAD_STATUS_RESCHEDULED: Final = "session.thread_status_rescheduled"
 THREAD_STATUS_TERMINATED: Final = "session.thread_status_terminated"
+#: Every status a thread reports (its agent is named on each).
+THREAD_STATUSES: Final = frozenset(
+    (THREAD_STATUS_RUNNING, THREAD_STATUS_IDLE, THREAD_STATUS_RESCHEDULED, THREAD_STATUS_TERMINATED)
+)
 # Workflow runs.
 WORKFLOW_RUN_CREATED: Final = "workflow_run.created"
 WORKFLOW_RUN_STATUS_RUNNING: Final = "workflow_run.status_running"
