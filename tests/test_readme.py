@@ -20,6 +20,7 @@ from markdown_it import MarkdownIt
 
 from cma_tracing.demo.loopback import FakeCMAServer
 from cma_tracing.demo.serve import exports, start
+from tests.support.output import digits_aside
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -133,3 +134,23 @@ def test_every_other_runnable_block_runs(block: Block, served: FakeCMAServer, tm
     done = run_block(block, served, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
+
+
+#: The README's transcript of `cma-tracing trace` run by hand against `cma-tracing serve`.
+TRACE_PROMPT = "$ .venv/bin/cma-tracing trace sesn_demo_workflow\n"
+
+
+def test_the_readmes_trace_transcript_is_what_the_command_prints(served: FakeCMAServer, tmp_path: Path) -> None:
+    transcript = (DOCS[0].read_text().split(TRACE_PROMPT, 1)[1]).split("\n```", 1)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ANTHROPIC_", "CMA_", "COLUMNS"))}
+    env.update(exports(served))
+    done = subprocess.run(
+        [sys.executable, "-m", "cma_tracing", "trace", "sesn_demo_workflow"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert digits_aside(transcript) == digits_aside(done.stdout)

@@ -33,6 +33,7 @@ from cma_tracing.demo.serve import LIVE_SESSION, serve
 from cma_tracing.demo.serve import start as start_serving
 from cma_tracing.replay import load, replay
 from tests.conftest import CASSETTES
+from tests.support.output import digits_aside
 from tests.support.spans import Spans
 
 #: Attributes that depend on when the client saw events, which a recording cannot know.
@@ -249,16 +250,10 @@ def test_the_demo_says_the_real_recording_plays_faster_than_it_was_recorded(demo
     assert sum(step.delay for step in real_turn() if isinstance(step, Event)) == pytest.approx(recorded / REAL_SPEED)
 
 
-def _digits_aside(text: str) -> list[str]:
-    """The lines with every number as N, sorted: on a loaded machine a subagent's thread feed can be read later than
-    the session's stream, which swaps sibling lines; what each line says is what must not go stale."""
-    return sorted(re.sub(r"\d+", "N", line.rstrip()) for line in text.strip("\n").splitlines())
-
-
 def test_the_readme_shows_what_the_demo_prints(demo_run: DemoRun) -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     capture = readme.split("<!-- demo-output:", 1)[1].split("```\n", 1)[1].split("\n```", 1)[0]
-    assert _digits_aside(capture) == _digits_aside(demo_run.output)
+    assert digits_aside(capture) == digits_aside(demo_run.output)
 
 
 def test_a_pipe_gets_80_columns_unless_columns_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
