@@ -30,7 +30,17 @@ from opentelemetry.trace import NoOpTracerProvider
 import cma_tracing
 
 from .replay import Drop, RecordingNoOpTracer, clock
-from .workload import LONG_LIVED, PATTERNS, SLICE_EVENTS, SLICE_TAG, Replay, slice_bodies, slice_turns
+from .workload import (
+    EVENTS_PER_TURN,
+    LONG_LIVED,
+    PATTERNS,
+    PLAIN_TURNS,
+    SLICE_EVENTS,
+    SLICE_TAG,
+    Replay,
+    slice_bodies,
+    slice_turns,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE = "cma_tracing_before"
@@ -48,11 +58,13 @@ def load_before(rev: str, into: Path) -> ModuleType:
     return importlib.import_module(BEFORE)
 
 
-def seconds(module: Optional[ModuleType], options: dict[str, Any], pattern: str, session_id: str) -> float:
+def seconds(
+    module: Optional[ModuleType], options: dict[str, Any], pattern: str, session_id: str, plain_only: bool = False
+) -> float:
     if module is not None:
         module.instrument(**options)
     replay = Replay()
-    replay.load(slice_bodies(SLICE_TAG, pattern))
+    replay.load(slice_bodies(SLICE_TAG, pattern, plain_only))
     started = clock()
     for _ in replay.events(session_id):
         pass
@@ -62,20 +74,23 @@ def seconds(module: Optional[ModuleType], options: dict[str, Any], pattern: str,
     return elapsed
 
 
-def parsed_turns() -> list[list[Any]]:
+def parsed_turns(plain_only: bool = False) -> list[list[Any]]:
     """One slice's turns as the SDK parses them."""
     import pydantic
     from anthropic.types.beta.sessions import BetaManagedAgentsStreamSessionEvents
 
     adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(BetaManagedAgentsStreamSessionEvents)
-    return [[adapter.validate_python(e) for e in turn] for turn in slice_turns(SLICE_TAG)]
+    return [[adapter.validate_python(e) for e in turn] for turn in slice_turns(SLICE_TAG, plain_only)]
 
 
 def isolated_seconds(module: ModuleType, mode: str, pattern: str, turns: list[list[Any]], session_id: str) -> float:
     """Our code alone on parsed events (the proxy, the registry and the tracker): `module`'s, in `mode` with spans
     that record and do nothing (or no-op ones), read in `pattern`."""
     telemetry_module = importlib.import_module(module.__name__ + ".instrumentation.telemetry")
-    registry_module = importlib.import_module(module.__name__ + ".instrumentation.registry")
+    try:
+        registry_module = importlib.import_module(module.__name__ + ".instrumentation.registry")
+    except ImportError:  # revisions before the core's split called it `sessions`
+        registry_module = importlib.import_module(module.__name__ + ".instrumentation.sessions")
     streams_module = importlib.import_module(module.__name__ + ".patchers.streams")
     if mode == "no-op":
         telemetry = telemetry_module.Telemetry(NoOpTracerProvider().get_tracer("ab"))
@@ -87,16 +102,21 @@ def isolated_seconds(module: ModuleType, mode: str, pattern: str, turns: list[li
     started = clock()
     for events in streams:
         tracker = registry.acquire(session_id, stream=True)
-        for _ in traced(iter(events), tracker.on_event, registry.stream_finished(tracker)):
+        # Before the split the tracker itself was told how its stream ended.
+        finished = (
+            registry.stream_finished(tracker) if hasattr(registry, "stream_finished") else tracker.stream_finished
+        )
+        for _ in traced(iter(events), tracker.on_event, finished):
             pass
     elapsed = clock() - started
     registry.shutdown()
     return elapsed
 
 
-def isolated(before: ModuleType, slices: int, modes: Sequence[str]) -> None:
-    turns = parsed_turns()
-    print(f"isolated (parsed events, spans that record and do nothing): {slices} paired runs of {SLICE_EVENTS} events")
+def isolated(before: ModuleType, slices: int, modes: Sequence[str], plain_only: bool = False) -> None:
+    turns = parsed_turns(plain_only)
+    events = sum(len(turn) for turn in turns)
+    print(f"isolated (parsed events, spans that record and do nothing): {slices} paired runs of {events} events")
     for pattern in PATTERNS:
         for mode in modes:
             runs: dict[str, list[float]] = {"before": [], "after": []}
@@ -105,7 +125,7 @@ def isolated(before: ModuleType, slices: int, modes: Sequence[str]) -> None:
                 for name, module in contenders[n % 2 :] + contenders[: n % 2]:
                     runs[name].append(isolated_seconds(module, mode, pattern, turns, f"sesn_iso_{n}"))
             runs = {name: times[1:] for name, times in runs.items()}
-            per = 1e6 / SLICE_EVENTS
+            per = 1e6 / events
             print(
                 f"{pattern:<22} {mode:<11} before {statistics.median(runs['before']) * per:5.2f}, "
                 f"after {statistics.median(runs['after']) * per:5.2f} µs/event; after - before "
@@ -123,7 +143,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--isolated", action="store_true", help="our code alone, on parsed events, instead of the replays"
     )
+    parser.add_argument(
+        "--plain", action="store_true", help="plain turns only (no outcome, no workflow run): for older revisions"
+    )
     args = parser.parse_args(argv)
+    events = PLAIN_TURNS * EVENTS_PER_TURN if args.plain else SLICE_EVENTS
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(Drop())
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
@@ -136,9 +160,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         before = load_before(args.before, Path(tmp))
         if args.isolated:
-            isolated(before, args.slices * 2, list(chosen))
+            isolated(before, args.slices * 2, list(chosen), args.plain)
             return 0
-        print(f"after (working tree) vs before ({args.before}), {args.slices} paired slices of {SLICE_EVENTS} events")
+        print(f"after (working tree) vs before ({args.before}), {args.slices} paired slices of {events} events")
         for pattern in PATTERNS:
             for mode, options in chosen.items():
                 runs: dict[str, list[float]] = {"bare": [], "before": [], "after": []}
@@ -148,9 +172,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         gc.collect()
                     order = contenders[n % 3 :] + contenders[: n % 3]
                     for name, module in order:
-                        runs[name].append(seconds(module, options, pattern, f"sesn_ab_{mode}_{n}"))
+                        runs[name].append(seconds(module, options, pattern, f"sesn_ab_{mode}_{n}", args.plain))
                 runs = {name: times[1:] for name, times in runs.items()}  # the first was a warm-up
-                per = 1e6 / SLICE_EVENTS
+                per = 1e6 / events
                 diff = statistics.median(a - b for a, b in zip(runs["after"], runs["before"])) * per
                 ratio = statistics.median(a / b for a, b in zip(runs["after"], runs["before"]))
                 before_over = statistics.median(b - z for b, z in zip(runs["before"], runs["bare"])) * per

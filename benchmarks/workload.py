@@ -92,10 +92,12 @@ def workflow_turn(tag: str) -> list[dict[str, Any]]:
     return _retagged(_read(WORKFLOW), tag)
 
 
-def slice_turns(tag: str) -> list[list[dict[str, Any]]]:
+def slice_turns(tag: str, plain_only: bool = False) -> list[list[dict[str, Any]]]:
     """A slice's turns: `PLAIN_TURNS` plain ones, with the outcome turn after the first half and the workflow-run
-    turn at the end."""
+    turn at the end (`plain_only`: the plain ones alone, to compare with code that traced neither)."""
     plain = [turn_events(f"{tag}{t}") for t in range(PLAIN_TURNS)]
+    if plain_only:
+        return plain
     half = PLAIN_TURNS // 2
     return [*plain[:half], outcome_turn(f"{tag}o"), *plain[half:], workflow_turn(f"{tag}w")]
 
@@ -115,9 +117,9 @@ def sse_body(turns: int, tag: str) -> bytes:
     return sse([event for t in range(turns) for event in turn_events(f"{tag}{t}")])
 
 
-def slice_bodies(tag: str, pattern: str) -> list[bytes]:
+def slice_bodies(tag: str, pattern: str, plain_only: bool = False) -> list[bytes]:
     """The slice as the stream bodies the app reads, one after the other: one body, or one per turn."""
-    turns = slice_turns(tag)
+    turns = slice_turns(tag, plain_only)
     if pattern == PER_TURN:
         return [sse(turn) for turn in turns]
     return [sse([event for turn in turns for event in turn])]
