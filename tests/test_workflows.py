@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anthropic
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
@@ -19,6 +18,7 @@ from cma_tracing.instrumentation.workflows import MAX_RUNS, MAX_THREADS_PER_RUN
 from tests.support.spans import Spans
 from tests.support import events as ev
 from tests.support.core import Session, synthetic
+from tests.support.drive import Drive
 from tests.support.scenarios import message
 from tests.support.spans import attrs
 
@@ -338,20 +338,20 @@ def test_the_workflow_duration_metric_is_recorded_per_run_that_ended() -> None:
     assert dict(point.attributes)["gen_ai.operation.name"] == "invoke_workflow"
 
 
-def test_a_run_through_the_sdk_on_one_long_lived_stream(
-    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+@pytest.mark.asyncio
+async def test_a_run_outliving_its_turn_through_the_sdk_on_one_long_lived_stream(
+    instrumented: Any, server: FakeCMAServer, sdk: Drive, spans: Spans
 ) -> None:
     events = _run_outliving_its_turn()
     server.queue_send("sesn_workflow", [events[0]["id"]])
     server.queue_stream("sesn_workflow", [Event(e, 0.002) for e in events])
-    loop_client.beta.sessions.events.send("sesn_workflow", events=[message()])
-    with loop_client.beta.sessions.events.stream("sesn_workflow") as stream:
-        seen = [e.type for e in stream]
-    assert seen == [e["type"] for e in events]
+    await sdk.send("sesn_workflow", message())
+    assert await sdk.stream("sesn_workflow") == [e["type"] for e in events]
     paused, resumed = sorted(spans.turns(), key=lambda t: t.start_time or 0)
     (run,) = spans.named("invoke_workflow")
     assert run.parent is not None and run.parent.span_id == paused.context.span_id
-    assert attrs(run)["anthropic.workflow_run.result"] == "completed"
+    assert (paused.end_time or 0) < (run.end_time or 0)  # the one child that may outlive its turn
+    assert attrs(run)["anthropic.workflow_run.result"] == "completed" and "anthropic.span.incomplete" not in attrs(run)
     assert len(spans.named("workflow_phase Read the contracts")) == 1
     assert attrs(resumed)["anthropic.turn.trigger"] == "resume"
 
