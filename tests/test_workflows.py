@@ -284,12 +284,15 @@ def test_a_run_whose_created_was_never_seen_starts_at_its_first_event_marked_inc
     assert thread.parent is not None and thread.parent.span_id == phase.context.span_id
 
 
-def test_a_run_blocked_on_a_confirmation_is_idle_then_runs_on() -> None:
-    s = Session()
-    use = ev.tool_use("deploy", session_thread_id="sthr_worker", evaluated_permission="ask")
-    s.feed(
-        [
+class _Blocked:
+    """A run whose thread asks to use a tool: the run and the session idle (`requires_action`); the app confirms;
+    the run goes on and ends, and so does the turn."""
+
+    def __init__(self) -> None:
+        self.use = ev.tool_use("deploy", session_thread_id="sthr_worker", evaluated_permission="ask")
+        self.before = [
             ev.user_message(),
+            ev.running(),
             ev.event("workflow_run.created", workflow_run_id="wrun_b", name="Deploy", phases=[]),
             ev.event(
                 "session.thread_created",
@@ -297,27 +300,68 @@ def test_a_run_blocked_on_a_confirmation_is_idle_then_runs_on() -> None:
                 agent_name="deployer",
                 workflow_run_id="wrun_b",
             ),
-            use,
+            self.use,
             ev.event("workflow_run.status_idle", workflow_run_id="wrun_b"),
-            ev.idle("requires_action", event_ids=[use["id"]]),
+            ev.idle("requires_action", event_ids=[self.use["id"]]),
         ]
-    )
-    s.send(ev.event("user.tool_confirmation", id=None, tool_use_id=use["id"], result="allow"))
-    s.feed(
-        [
+        self.confirmation = {"type": "user.tool_confirmation", "tool_use_id": self.use["id"], "result": "allow"}
+        self.after = [
             ev.event("workflow_run.status_running", workflow_run_id="wrun_b"),
-            ev.tool_result(use["id"]),
+            ev.tool_result(self.use["id"]),
             ev.event("session.thread_status_idle", session_thread_id="sthr_worker", stop_reason={"type": "end_turn"}),
             ev.event("workflow_run.status_ended", workflow_run_id="wrun_b", result={"type": "completed"}),
             ev.idle(),
         ]
-    )
-    (run,) = s.named("invoke_workflow")
+
+
+def _assert_blocked_then_ran_on(found: Session | Spans) -> None:
+    turns = found.turns()
+    assert [attrs(t)["anthropic.turn.stop_reason"] for t in turns] == ["end_turn"]  # one turn, waited through
+    (turn,) = turns
+    assert [e.name for e in turn.events if e.name == "user.tool_confirmation"] == ["user.tool_confirmation"]
+    (run,) = found.named("invoke_workflow")
+    assert run.parent is not None and run.parent.span_id == turn.context.span_id
     assert [e.name for e in run.events] == ["workflow_run.status_idle", "workflow_run.status_running"]
-    (deployer,) = s.named("invoke_agent deployer")
-    (tool,) = s.named("execute_tool deploy")
+    r = attrs(run)
+    assert r["anthropic.workflow_run.result"] == "completed" and "anthropic.span.incomplete" not in r
+    (deployer,) = found.named("invoke_agent deployer")
+    assert deployer.parent is not None and deployer.parent.span_id == run.context.span_id
+    assert "anthropic.span.incomplete" not in attrs(deployer)
+    (tool,) = found.named("execute_tool deploy")
     assert tool.parent is not None and tool.parent.span_id == deployer.context.span_id  # under the run's agent
     assert attrs(tool)["anthropic.tool.confirmation"] == "allow"
+    assert "anthropic.span.incomplete" not in attrs(tool)  # it ended at its result, not with the turn
+    assert (deployer.start_time or 0) <= (tool.start_time or 0) <= (tool.end_time or 0) <= (deployer.end_time or 0)
+    assert (tool.end_time or 0) <= (run.end_time or 0) <= (turn.end_time or 0)
+
+
+def test_a_run_blocked_on_a_confirmation_is_idle_then_runs_on() -> None:
+    s = Session()
+    blocked = _Blocked()
+    s.feed(blocked.before)
+    s.send({**blocked.confirmation, "id": "sevt_confirm"})
+    s.feed(blocked.after)
+    _assert_blocked_then_ran_on(s)
+
+
+@pytest.mark.asyncio
+async def test_a_run_blocked_on_a_confirmation_through_the_sdk_runs_on_after_the_apps_answer(
+    instrumented: Any, server: FakeCMAServer, sdk: Drive, spans: Spans
+) -> None:
+    """The app reads to the `requires_action` idle (the server ends that stream), confirms, and streams again."""
+    sid = "sesn_blocked"
+    blocked = _Blocked()
+    echo = {**blocked.confirmation, "id": "sevt_confirm", "processed_at": blocked.after[0]["processed_at"]}
+    server.queue_send(sid, [blocked.before[0]["id"]])
+    server.queue_stream(sid, [Event(e, 0.002) for e in blocked.before])
+    server.queue_send(sid, ["sevt_confirm"])
+    server.queue_stream(sid, [Event(e, 0.002) for e in [echo, *blocked.after]])
+    await sdk.send(sid, message())
+    assert await sdk.stream(sid) == [e["type"] for e in blocked.before]
+    assert spans.turns() == []  # waiting on the app
+    await sdk.send(sid, blocked.confirmation)
+    assert await sdk.stream(sid) == ["user.tool_confirmation", *(e["type"] for e in blocked.after)]
+    _assert_blocked_then_ran_on(spans)
 
 
 def test_the_workflow_duration_metric_is_recorded_per_run_that_ended() -> None:
