@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import cma_tracing
 from cma_tracing.demo.loopback import FakeCMAServer, running_server
+from tests.support.drive import AsyncDrive, Drive, SyncDrive
 from tests.support.spans import Spans
 
 CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
@@ -101,6 +102,14 @@ def loop_client(server: FakeCMAServer) -> anthropic.Anthropic:
 @pytest.fixture
 def loop_async_client(server: FakeCMAServer) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(base_url=server.base_url, api_key="test-key", max_retries=0, open_telemetry=False)
+
+
+@pytest.fixture(params=["sync", "async"])
+def sdk(request: pytest.FixtureRequest) -> Drive:
+    """The loopback client, sync and then async: a test taking it runs once on each (tests/support/drive.py)."""
+    if request.param == "sync":
+        return SyncDrive(request.getfixturevalue("loop_client"))
+    return AsyncDrive(request.getfixturevalue("loop_async_client"))
 
 
 os.environ.setdefault("ANTHROPIC_API_KEY", "test-key")

@@ -16,6 +16,7 @@ from cma_tracing.config import options_from
 from cma_tracing.instrumentation.fields import timestamp_ns
 from tests.support import events as ev
 from tests.support.core import Session, synthetic
+from tests.support.drive import Drive
 
 
 def attrs(span: ReadableSpan) -> dict[str, Any]:
@@ -208,32 +209,22 @@ def _assert_outcome_trace(spans: Any) -> None:
     assert len(verdicts(turn)) == 2
 
 
-def test_an_outcome_sent_through_the_sdk_is_traced_with_its_evaluation_cycles(
-    instrumented: Any, server: Any, loop_client: Any, spans: Any
+@pytest.mark.asyncio
+async def test_an_outcome_sent_through_the_sdk_is_traced_with_its_evaluation_cycles(
+    instrumented: Any, server: Any, sdk: Drive, spans: Any
 ) -> None:
-    events = _queue_outcome(server, "sesn_outcome_sync")
-    loop_client.beta.sessions.events.send("sesn_outcome_sync", events=[_outcome_request(events)])
-    with loop_client.beta.sessions.events.stream("sesn_outcome_sync") as stream:
-        seen = [e.type for e in stream]
-    assert seen == [e["type"] for e in events]  # the app sees every event, unchanged
+    sid = f"sesn_outcome_{sdk.mode}"
+    events = _queue_outcome(server, sid)
+    await sdk.send(sid, _outcome_request(events))
+    assert await sdk.stream(sid) == [e["type"] for e in events]  # the app sees every event, unchanged
     _assert_outcome_trace(spans)
 
 
 @pytest.mark.asyncio
-async def test_an_outcome_sent_through_the_async_sdk_is_traced_with_its_evaluation_cycles(
-    instrumented: Any, server: Any, loop_async_client: Any, spans: Any
+async def test_through_the_sdk_a_steering_message_joins_and_a_second_outcome_is_the_next_turn(
+    instrumented: Any, server: Any, sdk: Drive, spans: Any
 ) -> None:
-    events = _queue_outcome(server, "sesn_outcome_async")
-    await loop_async_client.beta.sessions.events.send("sesn_outcome_async", events=[_outcome_request(events)])
-    async with await loop_async_client.beta.sessions.events.stream("sesn_outcome_async") as stream:
-        seen = [e.type async for e in stream]
-    assert seen == [e["type"] for e in events]
-    _assert_outcome_trace(spans)
-
-
-def test_through_the_sdk_a_steering_message_joins_and_a_second_outcome_is_the_next_turn(
-    instrumented: Any, server: Any, loop_client: Any, spans: Any
-) -> None:
+    """Steering mid-outcome, two outcomes chained on one session, the second interrupted before any evaluation."""
     from cma_tracing.demo.loopback import Event
 
     sid = "sesn_outcome_chain"
@@ -248,15 +239,12 @@ def test_through_the_sdk_a_steering_message_joins_and_a_second_outcome_is_the_ne
     second = {**first, "id": "sevt_second_outcome", "outcome_id": "outc_second"}
     server.queue_send(sid, [second["id"]])
     server.queue_stream(sid, [Event(second), Event(ev.event("user.interrupt")), Event(ev.idle())])
-    loop_client.beta.sessions.events.send(sid, events=[_outcome_request(events)])
-    with loop_client.beta.sessions.events.stream(sid) as stream:
-        list(stream)
-    loop_client.beta.sessions.events.send(sid, events=[steer])
-    with loop_client.beta.sessions.events.stream(sid) as stream:
-        list(stream)
-    loop_client.beta.sessions.events.send(sid, events=[_outcome_request(events)])
-    with loop_client.beta.sessions.events.stream(sid) as stream:
-        list(stream)
+    await sdk.send(sid, _outcome_request(events))
+    assert await sdk.stream(sid) == [e["type"] for e in [first, *rest[:steer_at]]]
+    await sdk.send(sid, steer)
+    assert await sdk.stream(sid) == ["user.message", *(e["type"] for e in rest[steer_at:])]
+    await sdk.send(sid, _outcome_request(events))
+    assert await sdk.stream(sid) == ["user.define_outcome", "user.interrupt", "session.status_idle"]
     steered, interrupted = sorted(spans.turns(), key=lambda t: t.start_time or 0)
     assert (attrs(steered)["anthropic.outcome.result"], attrs(steered)["anthropic.turn.stop_reason"]) == (
         "satisfied",

@@ -3,6 +3,8 @@ session created with `initial_events`, and work the agent resumes on its own."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import anthropic
@@ -11,6 +13,7 @@ import pytest
 from cma_tracing.demo.loopback import Event, FakeCMAServer
 from tests.support.spans import Spans
 from tests.support import events as ev
+from tests.support.drive import Drive
 from tests.support.scenarios import message
 
 
@@ -30,9 +33,10 @@ def _agent_work(user_id: str) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("read", ["no stream", "stream first", "stream after"])
-def test_a_session_created_with_initial_events_opens_its_first_turn(
-    instrument: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans, read: str
+async def test_a_session_created_with_initial_events_opens_its_first_turn(
+    instrument: Any, server: FakeCMAServer, sdk: Drive, spans: Spans, read: str
 ) -> None:
     """The agent starts at once, often before any stream is open; the create is the app's only call. The turn
     opens when the create succeeds (trigger `initial_events`) and owns the first user.message echo it sees."""
@@ -42,15 +46,12 @@ def test_a_session_created_with_initial_events_opens_its_first_turn(
     if read == "stream after":
         events = events[2:]  # the stream opened late: the running and the echo came before it
     server.queue_stream("sesn_initial", [Event(e, 0.01) for e in events])
-    session = loop_client.beta.sessions.create(
-        agent="agent_1", environment_id="env_1", initial_events=[message("from the create")]
-    )
+    session = await sdk.create(agent="agent_1", environment_id="env_1", initial_events=[message("from the create")])
     if read != "no stream":
-        with loop_client.beta.sessions.events.stream(session.id) as stream:
-            list(stream)
+        assert await sdk.stream(session.id) == [e["type"] for e in events]
     else:
         assert server.wait_for_stream_close("sesn_initial", timeout=0.01) is False  # nobody streamed
-    turn = spans.turn() if read != "no stream" else _wait_for_turn(spans)
+    turn = spans.turn() if read != "no stream" else await _wait_for_turn(spans)
     a = _attrs(turn)
     assert a["anthropic.turn.trigger"] == "initial_events"
     assert a["anthropic.session.id"] == "sesn_initial"
@@ -62,12 +63,11 @@ def test_a_session_created_with_initial_events_opens_its_first_turn(
         assert (a["gen_ai.usage.input_tokens"], a["anthropic.turn.model_requests"]) == (40, 1)
 
 
-def _wait_for_turn(spans: Spans) -> Any:
-    import time
-
+async def _wait_for_turn(spans: Spans) -> Any:
+    """The orphan watch ends the turn nobody streamed, on its own thread: wait for it, letting the loop run."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not spans.turns():
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
     return spans.turn()
 
 
@@ -78,8 +78,9 @@ def test_a_create_that_fails_opens_no_turn(instrumented: Any, server: FakeCMASer
     assert spans.turns() == [] and instrumented.registry.active_count() == 0
 
 
-def test_work_the_agent_resumes_on_its_own_is_a_resume_turn(
-    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+@pytest.mark.asyncio
+async def test_work_the_agent_resumes_on_its_own_is_a_resume_turn(
+    instrumented: Any, server: FakeCMAServer, sdk: Drive, spans: Spans
 ) -> None:
     """A budget pause idles the session; raising the budget (`sessions.update`, a `session.updated` event) resumes it
     with no user event: that work is a `resume` turn, not dropped."""
@@ -100,9 +101,8 @@ def test_work_the_agent_resumes_on_its_own_is_a_resume_turn(
     ]
     server.queue_send("sesn_budget", ["sevt_budget_u"])
     server.queue_stream("sesn_budget", [Event(e, 0.01) for e in script])
-    loop_client.beta.sessions.events.send("sesn_budget", events=[message()])
-    with loop_client.beta.sessions.events.stream("sesn_budget") as stream:
-        list(stream)
+    await sdk.send("sesn_budget", message())
+    assert await sdk.stream("sesn_budget") == [e["type"] for e in script]
     paused, resumed = sorted(spans.turns(), key=lambda s: s.start_time or 0)
     assert (_attrs(paused)["anthropic.turn.trigger"], _attrs(paused)["anthropic.turn.stop_reason"]) == (
         "user.message",

@@ -19,7 +19,9 @@ from . import feeds, handlers, sends
 from .attributes import StopReason
 from .attributes import Trigger
 from .event_table import (
+    SESSION_DELETED,
     SESSION_STATUS_RUNNING,
+    SESSION_STATUS_TERMINATED,
     USER_DEFINE_OUTCOME,
     USER_MESSAGE,
 )
@@ -37,6 +39,8 @@ _NO_IDS: Final[AbstractSet[str]] = frozenset()
 
 
 _SKIP_ALL: Final = Everything()
+#: The session goes away: its workflow runs end with it, whether a turn is open or not (SPEC §3.5).
+_SESSION_GONE: Final = frozenset((SESSION_STATUS_TERMINATED, SESSION_DELETED))
 
 
 class SessionTracker:
@@ -173,6 +177,9 @@ class SessionTracker:
                     if workflows is not None and event_type.__class__ is str and origin.thread_id is None:
                         if workflows.on_event(None, event, event_type, self.session_id, now_ns):
                             return  # a run that outlived its turn
+                        if event_type in _SESSION_GONE:
+                            self.end_runs(now_ns)  # these rows open no turn, so their handlers never run here
+                            return
                     if not resumes or origin is not STREAM:
                         return
                     turn = self._resume(fields, event_type, now_ns)
