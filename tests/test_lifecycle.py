@@ -521,3 +521,43 @@ def test_fetched_events_are_placed_from_the_moment_the_turns_echo_was_seen() -> 
     assert chat.start_time == t + second  # the echo seen at T + 0.6, plus the server's 0.4
     assert chat.end_time == t + second + second // 10  # the server's duration
     assert subagent.start_time == t + 7 * second // 10
+
+
+def _one_stream(registry: SessionRegistry, session_id: str, events: list[Any], now: int) -> SessionTracker:
+    tracker = registry.acquire(session_id, stream=True)
+    for n, event in enumerate(events):
+        tracker.on_event(event, now + n)
+    registry.stream_finished(tracker)(StreamEnd.ENDED, now + len(events), None, "")
+    return tracker
+
+
+def test_a_stream_per_turn_takes_up_the_same_tracker_and_a_late_echo_opens_nothing() -> None:
+    """An app that opens a stream per turn: the session goes idle between streams, its tracker is kept whole (a
+    bounded few) and taken up again, so turn indexes go on and an echo of the last turn's events on the next
+    stream is not news."""
+    h = Harness(registry=True)
+    assert h.registry is not None
+    registry = h.registry
+    registry.release(h.tracker)
+    mine = ev.user_message("sevt_first")
+    first = _one_stream(registry, SID, [ev.running(), mine, ev.idle()], h.tick())
+    assert registry.active_count() == 0 and registry.warm_count() == 1
+    second = _one_stream(registry, SID, [mine, ev.running(), ev.user_message(), ev.idle()], h.tick() + 10)
+    assert second is first
+    assert [attrs(t)["anthropic.turn.index"] for t in h.turns()] == [1, 2]
+
+
+def test_idle_sessions_kept_whole_are_bounded_and_the_rest_are_remembered() -> None:
+    h = Harness(registry=True)
+    assert h.registry is not None
+    registry = h.registry
+    registry.release(h.tracker)
+    sessions = [f"sesn_{n}" for n in range(200)]
+    for round_ in range(2):
+        for n, session_id in enumerate(sessions):
+            _one_stream(registry, session_id, [ev.running(), ev.user_message(), ev.idle()], h.tick() + 10 * n)
+        assert registry.active_count() == 0 and registry.warm_count() == 64
+    by_session: dict[str, list[int]] = {}
+    for turn in h.turns():
+        by_session.setdefault(attrs(turn)["anthropic.session.id"], []).append(attrs(turn)["anthropic.turn.index"])
+    assert len(by_session) == 200 and all(indexes == [1, 2] for indexes in by_session.values())

@@ -33,6 +33,9 @@ MAX_REMEMBERED_SESSIONS: Final = 4096
 MAX_AGENT_CONTENT_SESSIONS: Final = 64
 #: Sessions with something open at once; past this the least recently used is ended as `unobserved`.
 MAX_ACTIVE_SESSIONS: Final = 10_000
+#: Idle sessions whose tracker is kept whole, for an app that opens a stream per turn: the session goes idle
+#: between two streams, and a kept tracker (its templates, its last turn's ids) costs nothing to take up again.
+MAX_WARM_SESSIONS: Final = 64
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -84,6 +87,7 @@ class SessionRegistry:
         self._active: OrderedDict[str, SessionTracker] = OrderedDict()
         self._max_active = max_active
         self._remembered: LRU[str, Remembered] = LRU(MAX_REMEMBERED_SESSIONS)
+        self._warm: OrderedDict[str, SessionTracker] = OrderedDict()
         # Content is large: the agents' system prompts and tools are kept for fewer sessions.
         self._agent_content: LRU[str, Mapping[str, Any]] = LRU(MAX_AGENT_CONTENT_SESSIONS)
         self._watch = OrphanWatch(int(orphan_timeout_s * 1e9), self._check_orphan)
@@ -100,8 +104,13 @@ class SessionRegistry:
             tracker = self._active.get(session_id)
             if tracker is None:
                 memory = self._remembered.get(session_id)
+                warm = self._warm.pop(session_id, None) if self._warm else None
                 if memory is None:
                     tracker = SessionTracker(session_id, self._telemetry)
+                elif warm is not None:
+                    tracker = warm
+                    tracker.take_up(memory.turn_count, memory.late, memory.agent)
+                    memory.late = None
                 else:
                     tracker = SessionTracker(session_id, self._telemetry, memory.agent, memory.turn_count, memory.late)
                     memory.late = None  # the tracker has it now, and hands it back when dropped
@@ -147,6 +156,9 @@ class SessionRegistry:
                         if memory.agent is None:
                             memory.agent = tracker.start_attributes()
                         ended = self._remembered.put(tracker.session_id, memory)
+                        self._warm[tracker.session_id] = tracker
+                        if len(self._warm) > MAX_WARM_SESSIONS:
+                            self._warm.popitem(last=False)
                 _end_late(ended)
                 if dropped and tracker.workflows is not None:
                     tracker.end_runs(time.time_ns())  # nothing streams the session any more: its runs end here
@@ -187,6 +199,9 @@ class SessionRegistry:
     def remembered_count(self) -> int:
         return len(self._remembered)
 
+    def warm_count(self) -> int:
+        return len(self._warm)
+
     def orphan_watch_entries(self) -> int:
         return self._watch.pending()
 
@@ -196,6 +211,7 @@ class SessionRegistry:
             with self._lock:
                 trackers = list(self._active.values())
                 self._active.clear()
+                self._warm.clear()
                 remembered = self._remembered.values()
             now = time.time_ns()
             for tracker in trackers:

@@ -344,6 +344,15 @@ class SessionTracker:
             return True
         return event_id in self._ended_seen or event_id in self._ended_seen_old
 
+    def take_up(self, turn_count: int, late: Optional[Turn], agent: Optional[Mapping[str, AttributeValue]]) -> None:
+        """The registry takes this idle tracker up again for its session, with what it remembers of it (its agent
+        may have been learnt meanwhile). Registry lock held."""
+        with self._lock:
+            self.turn_count = turn_count
+            self.late = late
+        if agent is not None:
+            self.update_start_attributes(agent)
+
     @never_raises
     def update_start_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         """Agent and client attributes for turns opened from now on (the open one keeps what it started with)."""
