@@ -170,6 +170,36 @@ def test_the_calls_are_not_traced_even_when_instrumented(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_the_sdks_own_spans_are_off_for_the_calls_of_a_client_whose_tracing_is_on(
+    server: FakeCMAServer, is_async: bool
+) -> None:
+    """The SDK's tracing ignores `suppress_instrumentation`: the calls go through a copy of the client with it off,
+    however the app's client has it (here on, with its own tracer provider)."""
+    server.set_session("sesn_sdk_quiet")
+    server.set_history("sesn_sdk_quiet", turn_events("sevt_sdk_quiet_u"), page_size=3)
+    sdk_provider, sdk_spans = _provider()
+    provider, exporter = _provider()
+    options: Any = {"tracer_provider": sdk_provider}
+    if is_async:
+        async_client = anthropic.AsyncAnthropic(
+            base_url=server.base_url, api_key="k", max_retries=0, open_telemetry=options
+        )
+        await async_client.beta.sessions.retrieve("sesn_sdk_quiet")
+        assert [s.name for s in sdk_spans.get_finished_spans()] == ["anthropic.sessions.retrieve"]  # it is on
+        sdk_spans.clear()
+        summary = await cma_tracing.async_trace_session(async_client, "sesn_sdk_quiet", tracer_provider=provider)
+    else:
+        client = anthropic.Anthropic(base_url=server.base_url, api_key="k", max_retries=0, open_telemetry=options)
+        client.beta.sessions.retrieve("sesn_sdk_quiet")
+        assert [s.name for s in sdk_spans.get_finished_spans()] == ["anthropic.sessions.retrieve"]  # it is on
+        sdk_spans.clear()
+        summary = cma_tracing.trace_session(client, "sesn_sdk_quiet", tracer_provider=provider)
+    assert summary.turns == 1 and len(exporter.get_finished_spans()) == summary.spans > 1
+    assert sdk_spans.get_finished_spans() == ()
+
+
+@pytest.mark.asyncio
 async def test_the_async_client_traces_the_same(
     server: FakeCMAServer, loop_async_client: anthropic.AsyncAnthropic
 ) -> None:

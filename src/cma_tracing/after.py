@@ -53,7 +53,7 @@ def trace_session(
     providers (default: the global ones); `last_turns=N` traces only the session's last N turns. Takes
     `instrument()`'s other options. A failing API call raises (it is the caller's own call)."""
     run = _Run(session_id, tracer_provider, meter_provider, logger_provider, capture_content, options)
-    sessions = client.beta.sessions
+    sessions = _untraced(client).beta.sessions
     with suppress_instrumentation():
         run.begin(sessions.retrieve(session_id))
         if last_turns is not None:
@@ -89,7 +89,7 @@ async def async_trace_session(
 ) -> TraceSummary:
     """`trace_session` with an `anthropic.AsyncAnthropic`."""
     run = _Run(session_id, tracer_provider, meter_provider, logger_provider, capture_content, options)
-    sessions = client.beta.sessions
+    sessions = _untraced(client).beta.sessions
     with suppress_instrumentation():
         run.begin(await sessions.retrieve(session_id))
         if last_turns is not None:
@@ -112,6 +112,18 @@ async def async_trace_session(
             run.finish()
             raise
     return run.finish()
+
+
+def _untraced(client: Any) -> Any:
+    """The client with the SDK's own tracing off (`suppress_instrumentation` does not reach it): a copy with
+    `open_telemetry=False`, or the client itself on an SDK release that has no such option."""
+    copy = getattr(client, "with_options", None)
+    if copy is None:
+        return client
+    try:
+        return copy(open_telemetry=False)
+    except TypeError:  # no `open_telemetry` option: that SDK makes no spans of its own
+        return client
 
 
 class _Run:
