@@ -94,6 +94,42 @@ def test_a_coordinator_with_two_subagents_gets_their_model_requests_from_their_t
         assert (subagent.start_time or 0) <= (chat.start_time or 0) <= (chat.end_time or 0) <= (subagent.end_time or 0)
 
 
+def test_a_resume_turn_with_a_subagent_gets_its_model_requests_and_tokens_from_its_thread(
+    server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    """A turn with no user event of its own (the agent resumed after a budget raise) is anchored by its opening
+    event's `processed_at`, so its subagent's thread is listed and placed."""
+    start = ev.request_start()
+    stream = [
+        ev.running(),
+        start,
+        ev.request_end(start["id"], 100, 10),
+        ev.event("session.thread_created", session_thread_id="sthr_r", agent_name="researcher"),
+        ev.event("session.thread_status_idle", session_thread_id="sthr_r", stop_reason={"type": "end_turn"}),
+        ev.idle(),
+    ]
+    server.set_session("sesn_resumed")
+    server.set_history("sesn_resumed", stream, page_size=4)
+    own = ev.request_start()
+    own["processed_at"] = stream[3]["processed_at"]
+    done = ev.request_end(own["id"], 300, 30)
+    done["processed_at"] = stream[4]["processed_at"]
+    server.set_history("sesn_resumed", [own, done], thread_id="sthr_r")
+    provider, exporter = _provider()
+    cma_tracing.trace_session(loop_client, "sesn_resumed", tracer_provider=provider)
+    spans = list(exporter.get_finished_spans())
+    (turn,) = _turns(exporter)
+    assert attrs(turn)["anthropic.turn.trigger"] == "resume"
+    assert (attrs(turn)["gen_ai.usage.input_tokens"], attrs(turn)["gen_ai.usage.output_tokens"]) == (400, 40)
+    (subagent,) = [s for s in spans if s.name == "invoke_agent researcher"]
+    (chat,) = [s for s in spans if s.parent is not None and s.parent.span_id == subagent.context.span_id]
+    assert attrs(chat)["gen_ai.usage.input_tokens"] == 300
+    assert (subagent.start_time or 0) <= (chat.start_time or 0) <= (chat.end_time or 0) <= (subagent.end_time or 0)
+    assert [r.path for r in server.requests if "/threads/" in r.path] == [
+        "/v1/sessions/sesn_resumed/threads/sthr_r/events"
+    ]
+
+
 def test_an_outcome_session_traced_after_the_fact_is_the_tree_a_live_stream_gives(
     server: FakeCMAServer, loop_client: anthropic.Anthropic
 ) -> None:

@@ -83,6 +83,20 @@ def on_fetched(tracker: SessionTracker, thread_id: str, events: Iterable[Any], n
                 tracker.on_event(event, at_ns, origin)
 
 
+@never_raises
+def anchor_opened(tracker: SessionTracker, event: Any, now_ns: int) -> None:
+    """After the fact (nobody saw the events arrive): the turn `event` just opened with no user event of its own
+    (trigger `resume`: a budget raise, a deployment's run, a run that ended) takes the event's `processed_at` as its
+    anchor, so its subagents' threads can be placed and fetched as a user.message's turn's are."""
+    with tracker._lock:
+        turn = tracker.turn
+        if turn is None or turn.anchor is not None:
+            return
+        at = timestamp(get(event, "processed_at"))
+        if at is not None:
+            turn.anchor, turn.anchor_ns = at, now_ns
+
+
 def thread_turn(
     tracker: SessionTracker, turn: Optional[Turn], thread_id: str, fields: Any, now_ns: int
 ) -> tuple[Optional[Turn], int]:
