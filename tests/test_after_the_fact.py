@@ -94,6 +94,86 @@ def test_a_coordinator_with_two_subagents_gets_their_model_requests_from_their_t
         assert (subagent.start_time or 0) <= (chat.start_time or 0) <= (chat.end_time or 0) <= (subagent.end_time or 0)
 
 
+def _thread_requests(server: FakeCMAServer, session_id: str, events: list[dict[str, Any]], tokens: int) -> None:
+    """Each workflow-run thread the events create gets a history of one model request of `tokens` input tokens,
+    stamped at its creation (so placing must move it into the thread's span, not onto its stamp alone)."""
+    for event in events:
+        if event["type"] == "session.thread_created" and event.get("workflow_run_id"):
+            start = ev.request_start()
+            start["processed_at"] = event["processed_at"]
+            end = ev.request_end(start["id"], tokens, 1)
+            end["processed_at"] = event["processed_at"]
+            server.set_history(session_id, [start, end], thread_id=event["session_thread_id"])
+
+
+def _children_of(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
+    return [s for s in spans if s.parent is not None and s.parent.span_id == parent.context.span_id]
+
+
+def test_a_workflow_runs_threads_are_listed_and_their_model_requests_go_under_their_agents(
+    server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    events = synthetic("workflow_run_completed")
+    server.set_session("sesn_wf_after")
+    server.set_history("sesn_wf_after", events, page_size=4)
+    _thread_requests(server, "sesn_wf_after", events, 7)
+    provider, exporter = _provider()
+    cma_tracing.trace_session(loop_client, "sesn_wf_after", tracer_provider=provider)
+    spans = list(exporter.get_finished_spans())
+    (turn,) = _turns(exporter)
+    agents = [s for s in spans if s.name.startswith("invoke_agent ") and attrs(s).get("anthropic.workflow_run.id")]
+    assert sorted(s.name for s in agents) == ["invoke_agent contract-reader"] * 3 + ["invoke_agent reconciler"]
+    for agent in agents:
+        (chat,) = _children_of(spans, agent)
+        assert chat.name == "chat" and attrs(chat)["gen_ai.usage.input_tokens"] == 7
+        assert (agent.start_time or 0) <= (chat.start_time or 0) <= (chat.end_time or 0) <= (agent.end_time or 0)
+    assert attrs(turn)["gen_ai.usage.input_tokens"] == 6000 + 4 * 7  # the run's agents' work, as a live feed counts
+    thread_lists = [r.path for r in server.requests if "/threads/" in r.path]
+    assert len(thread_lists) == len(set(thread_lists)) == 4  # each thread listed once
+
+
+def test_a_workflow_run_that_outlives_its_turn_still_gets_its_threads_model_requests(
+    server: FakeCMAServer, loop_client: anthropic.Anthropic
+) -> None:
+    """The turn idles with the run still going: its threads are listed when they end, or at the end of the pass
+    for a run still open then, and their work goes under their spans, not into any turn."""
+    start = ev.request_start()
+    run, other = "wrun_outlives", "wrun_still_open"
+    events = [
+        ev.user_message("sevt_wf_out_u"),
+        ev.running(),
+        start,
+        ev.request_end(start["id"], 100, 10),
+        ev.event("workflow_run.created", workflow_run_id=run, name="Long", phases=[{"id": "p1", "name": "Only"}]),
+        ev.event("workflow_run.phase_started", id="sevt_wf_out_p1", workflow_run_id=run, workflow_run_phase_id="p1"),
+        ev.event("session.thread_created", session_thread_id="sthr_out1", agent_name="worker", workflow_run_id=run),
+        ev.event("workflow_run.created", workflow_run_id=other, name="Endless"),
+        ev.event("session.thread_created", session_thread_id="sthr_out2", agent_name="sleeper", workflow_run_id=other),
+        ev.idle("budget_reached"),
+        ev.event("session.thread_status_idle", session_thread_id="sthr_out1", stop_reason={"type": "end_turn"}),
+        ev.event("workflow_run.phase_ended", workflow_run_id=run, phase_started_id="sevt_wf_out_p1"),
+        ev.event("workflow_run.status_ended", workflow_run_id=run, result={"type": "completed"}),
+    ]
+    server.set_session("sesn_wf_out")
+    server.set_history("sesn_wf_out", events, page_size=3)
+    _thread_requests(server, "sesn_wf_out", events, 9)
+    provider, exporter = _provider()
+    summary = cma_tracing.trace_session(loop_client, "sesn_wf_out", tracer_provider=provider)
+    spans = list(exporter.get_finished_spans())
+    (turn,) = _turns(exporter)
+    assert summary.turns == 1 and attrs(turn)["gen_ai.usage.input_tokens"] == 100  # the turn ended before
+    for name in ("invoke_agent worker", "invoke_agent sleeper"):
+        (agent,) = [s for s in spans if s.name == name]
+        (chat,) = _children_of(spans, agent)
+        assert attrs(chat)["gen_ai.usage.input_tokens"] == 9
+        assert (agent.start_time or 0) <= (chat.start_time or 0) <= (chat.end_time or 0) <= (agent.end_time or 0)
+    assert sorted(r.path for r in server.requests if "/threads/" in r.path) == [
+        "/v1/sessions/sesn_wf_out/threads/sthr_out1/events",
+        "/v1/sessions/sesn_wf_out/threads/sthr_out2/events",
+    ]
+    assert len(spans) == summary.spans
+
+
 def test_a_resume_turn_with_a_subagent_gets_its_model_requests_and_tokens_from_its_thread(
     server: FakeCMAServer, loop_client: anthropic.Anthropic
 ) -> None:
@@ -244,6 +324,22 @@ async def test_the_async_client_traces_the_same(
     summary = await cma_tracing.async_trace_session(loop_async_client, "sesn_coord_async", tracer_provider=provider)
     (turn,) = _turns(exporter)
     assert attrs(turn)["gen_ai.usage.input_tokens"] == 900 and summary.turns == 1
+
+
+@pytest.mark.asyncio
+async def test_the_async_client_lists_a_workflow_runs_threads_too(
+    server: FakeCMAServer, loop_async_client: anthropic.AsyncAnthropic
+) -> None:
+    events = synthetic("workflow_run_completed")
+    server.set_session("sesn_wf_async")
+    server.set_history("sesn_wf_async", events, page_size=4)
+    _thread_requests(server, "sesn_wf_async", events, 7)
+    provider, exporter = _provider()
+    await cma_tracing.async_trace_session(loop_async_client, "sesn_wf_async", tracer_provider=provider)
+    spans = list(exporter.get_finished_spans())
+    agents = [s for s in spans if s.name.startswith("invoke_agent ") and attrs(s).get("anthropic.workflow_run.id")]
+    assert [len(_children_of(spans, agent)) for agent in agents] == [1, 1, 1, 1]
+    assert attrs(_turns(exporter)[0])["gen_ai.usage.input_tokens"] == 6028
 
 
 @pytest.mark.slow

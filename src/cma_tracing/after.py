@@ -3,7 +3,9 @@
 For sessions nobody streamed: a deployment's runs, a webhook-driven app, a worker that crashed. The session's events
 are listed page by page (`events.list`) and fed to the same core a live stream feeds, each at its `processed_at`;
 before the idle that ends a coordinator turn, each of its subagent threads is listed (`threads.events.list`) and
-placed under its span, as `fetch_subthreads` does. Every call is made with instrumentation suppressed, memory holds
+placed under its span, as `fetch_subthreads` does; each workflow run's thread is listed before the event that ends its
+span (its idle, its phase's or run's end; at the end of the events for a run still going) and placed under it, so a
+run that outlives its turn is traced too. Every call is made with instrumentation suppressed, memory holds
 one page and the open turn, and a failing call raises to the caller once what was traced is ended.
 """
 
@@ -17,6 +19,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import NoOpTracerProvider, Span, Tracer
 
 from .config import options_from
+from .instrumentation import feeds
 from .instrumentation.fields import as_list, get, get_str
 from .instrumentation.session import SessionTracker
 from .instrumentation.telemetry import Telemetry
@@ -25,7 +28,7 @@ from .replay import SessionFeed
 
 #: Events asked for per page (the API's own limit may be lower).
 PAGE_SIZE = 100
-#: Pages of one subagent thread's events read at most.
+#: Pages of one thread's events (a subagent's or a workflow run's) read at most.
 MAX_THREAD_PAGES = 100
 
 
@@ -63,13 +66,11 @@ def trace_session(
             run.start_from(boundary)
         try:
             for event in _events(sessions.events.list(session_id, limit=PAGE_SIZE)):
-                for thread_id in run.threads_before(event):
-                    first = sessions.threads.events.list(thread_id, session_id=session_id, limit=PAGE_SIZE)
-                    for number, page in enumerate(first.iter_pages()):
-                        run.fetched(thread_id, page)
-                        if number + 1 >= MAX_THREAD_PAGES:
-                            break
+                for thread_id, workflow in run.threads_before(event):
+                    _fetch(sessions, run, session_id, thread_id, workflow)
                 run.read(event)
+            for thread_id in run.threads_at_end():
+                _fetch(sessions, run, session_id, thread_id, True)
         except BaseException:
             run.finish()
             raise
@@ -99,19 +100,36 @@ async def async_trace_session(
             run.start_from(boundary)
         try:
             async for event in _async_events(await sessions.events.list(session_id, limit=PAGE_SIZE)):
-                for thread_id in run.threads_before(event):
-                    first = await sessions.threads.events.list(thread_id, session_id=session_id, limit=PAGE_SIZE)
-                    number = 0
-                    async for page in first.iter_pages():
-                        run.fetched(thread_id, page)
-                        number += 1
-                        if number >= MAX_THREAD_PAGES:
-                            break
+                for thread_id, workflow in run.threads_before(event):
+                    await _async_fetch(sessions, run, session_id, thread_id, workflow)
                 run.read(event)
+            for thread_id in run.threads_at_end():
+                await _async_fetch(sessions, run, session_id, thread_id, True)
         except BaseException:
             run.finish()
             raise
     return run.finish()
+
+
+def _fetch(sessions: Any, run: _Run, session_id: str, thread_id: str, workflow: bool) -> None:
+    """List one thread's events, page by page (at most MAX_THREAD_PAGES), into the run."""
+    first = sessions.threads.events.list(thread_id, session_id=session_id, limit=PAGE_SIZE)
+    for number, page in enumerate(first.iter_pages()):
+        run.fetched(thread_id, page, workflow)
+        if number + 1 >= MAX_THREAD_PAGES:
+            break
+    run.fetched_all(workflow)
+
+
+async def _async_fetch(sessions: Any, run: _Run, session_id: str, thread_id: str, workflow: bool) -> None:
+    first = await sessions.threads.events.list(thread_id, session_id=session_id, limit=PAGE_SIZE)
+    number = 0
+    async for page in first.iter_pages():
+        run.fetched(thread_id, page, workflow)
+        number += 1
+        if number >= MAX_THREAD_PAGES:
+            break
+    run.fetched_all(workflow)
 
 
 def _untraced(client: Any) -> Any:
@@ -166,15 +184,32 @@ class _Run:
         if self.feed is not None:
             self.feed.tracker.turn_count = self.skipped_turns
 
-    def threads_before(self, event: Any) -> list[str]:
-        """The subagent threads to list before this event reaches the core (an idle about to end their turn)."""
+    def threads_before(self, event: Any) -> list[tuple[str, bool]]:
+        """The threads to list before this event reaches the core, each with whether it is a workflow run's: the
+        subagent threads of the turn an idle is about to end, the run threads whose span it is about to end."""
         if self.feed is None or not self._in_range(event):
             return []
-        return self.feed.tracker.threads_to_fetch(event) or []
+        tracker = self.feed.tracker
+        found = [(thread_id, False) for thread_id in tracker.threads_to_fetch(event) or []]
+        found += [(thread_id, True) for thread_id in feeds.workflow_threads_to_fetch(tracker, event) or []]
+        return found
 
-    def fetched(self, thread_id: str, page: Any) -> None:
-        if self.feed is not None:
-            self.feed.tracker.on_fetched(thread_id, as_list(getattr(page, "data", None)), self.feed.last_ns)
+    def threads_at_end(self) -> list[str]:
+        """The workflow runs' threads still open when the session's events end (a run still going)."""
+        return (feeds.open_workflow_threads(self.feed.tracker) or []) if self.feed is not None else []
+
+    def fetched(self, thread_id: str, page: Any, workflow: bool = False) -> None:
+        if self.feed is None:
+            return
+        events = as_list(getattr(page, "data", None))
+        if workflow:
+            feeds.on_fetched_workflow_thread(self.feed.tracker, thread_id, events, self.feed.last_ns)
+        else:
+            self.feed.tracker.on_fetched(thread_id, events, self.feed.last_ns)
+
+    def fetched_all(self, workflow: bool) -> None:
+        if self.feed is not None and workflow:
+            feeds.fetched_workflow_thread(self.feed.tracker, self.feed.last_ns)
 
     def read(self, event: Any) -> None:
         if self.feed is None or not self._in_range(event):
