@@ -425,13 +425,32 @@ def test_the_readmes_webhook_receiver_traces_the_turn_a_webhook_announces(server
     block = readme.split("<!-- webhook-example -->\n```python\n", 1)[1].split("\n```", 1)[0]
     script = tmp_path / "webhook.py"
     script.write_text(block)
+    # The block sends spans to the global tracer provider: a wrapper sets one that writes each span as a JSON line.
+    exported = tmp_path / "spans.jsonl"
+    wrapper = tmp_path / "with_provider.py"
+    wrapper.write_text(
+        "import json, runpy, sys\n"
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor\n"
+        "def line(span):\n"
+        "    parent = span.parent.span_id if span.parent else None\n"
+        "    return json.dumps({'name': span.name, 'parent': parent, 'attributes': dict(span.attributes)}) + '\\n'\n"
+        "provider = TracerProvider()\n"
+        "out = open(sys.argv[2], 'w')\n"
+        "provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=out, formatter=line)))\n"
+        "trace.set_tracer_provider(provider)\n"
+        "runpy.run_path(sys.argv[1], run_name='__main__')\n"
+    )
     server.set_session("sesn_hooked")
     server.set_history("sesn_hooked", turn_events("sevt_hooked_u"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "ANTHROPIC_BASE_URL": server.base_url, "ANTHROPIC_API_KEY": "k", "PORT": str(port)}
-    receiver = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
+    receiver = subprocess.Popen(
+        [sys.executable, str(wrapper), str(script), str(exported)], env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
         payload = {
             "type": "event",
@@ -455,6 +474,13 @@ def test_the_readmes_webhook_receiver_traces_the_turn_a_webhook_announces(server
         receiver.wait(timeout=10)
     lists = [r for r in server.requests if r.method == "GET" and r.path == "/v1/sessions/sesn_hooked/events"]
     assert len(lists) == 2  # the last_turns pass, then the traced one
+    spans = [json.loads(line) for line in exported.read_text().splitlines()]
+    (turn,) = [s for s in spans if s["parent"] is None]  # the SDK's own spans stay off, though its tracing is on
+    assert turn["name"].startswith("invoke_agent") and turn["attributes"]["anthropic.session.id"] == "sesn_hooked"
+    assert turn["attributes"]["anthropic.turn.stop_reason"] == "end_turn"
+    assert sorted(s["name"] for s in spans if s["parent"] is not None) == sorted(
+        ["chat claude-haiku-4-5", "chat claude-haiku-4-5", "execute_tool bash"]
+    )
 
 
 def test_the_serve_commands_sessions_trace_as_the_readme_shows() -> None:

@@ -1,7 +1,7 @@
 """What a session's tracker does with events nobody saw arrive on its stream: list pages (which never open a turn),
 subagent threads' and workflow runs' threads' feeds fetched after the fact, and a thread's events read after its
-turn ended. Functions of the
-tracker, called with its lock held or taking it; split from `session` to keep each module to one concern."""
+turn ended. Functions of the tracker, called with its lock held or taking it; split from `session` to keep each module
+to one concern."""
 
 from __future__ import annotations
 
