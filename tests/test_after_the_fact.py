@@ -53,9 +53,9 @@ def test_a_session_nobody_streamed_is_traced_from_its_events(
     assert (turn.end_time or 0) - (turn.start_time or 0) == 4_620_000_000  # from its events' own stamps
 
 
-def _coordinator(server: FakeCMAServer, session_id: str) -> None:
-    start, end_at = ev.request_start(), None
-    del end_at
+def _coordinator(server: FakeCMAServer, session_id: str) -> list[dict[str, Any]]:
+    """A coordinator turn with two subagents, whose threads hold a model request each; returns its session's events."""
+    start = ev.request_start()
     stream = [
         ev.user_message("sevt_coord_u"),
         ev.running(),
@@ -76,6 +76,7 @@ def _coordinator(server: FakeCMAServer, session_id: str) -> None:
         done = ev.request_end(own["id"], tokens, 30)
         done["processed_at"] = stream[6]["processed_at"]
         server.set_history(session_id, [own, done], thread_id=thread)
+    return stream
 
 
 def test_a_coordinator_with_two_subagents_gets_their_model_requests_from_their_threads(
@@ -210,25 +211,51 @@ def test_a_resume_turn_with_a_subagent_gets_its_model_requests_and_tokens_from_i
     ]
 
 
-def test_an_outcome_session_traced_after_the_fact_is_the_tree_a_live_stream_gives(
-    server: FakeCMAServer, loop_client: anthropic.Anthropic
-) -> None:
-    events = synthetic("outcome_revise_then_satisfied")
-    server.set_session("sesn_outcome_after")
-    server.set_history("sesn_outcome_after", events, page_size=7)
-    provider, after = _provider()
-    cma_tracing.trace_session(loop_client, "sesn_outcome_after", tracer_provider=provider)
-    live_provider, live = _provider()
-    cma_tracing.instrument(tracer_provider=live_provider)
+def _live(
+    server: FakeCMAServer, client: anthropic.Anthropic, session_id: str, events: list[dict[str, Any]], **options: Any
+) -> list[ReadableSpan]:
+    """The spans of the same events streamed live to an instrumented client."""
+    provider, exporter = _provider()
+    cma_tracing.instrument(tracer_provider=provider, **options)
     try:
-        loop_client.beta.sessions.retrieve("sesn_outcome_after")
-        server.queue_stream("sesn_outcome_after", [Event(e) for e in events])
-        with loop_client.beta.sessions.events.stream("sesn_outcome_after") as stream:
+        client.beta.sessions.retrieve(session_id)
+        server.queue_stream(session_id, [Event(e) for e in events])
+        with client.beta.sessions.events.stream(session_id) as stream:
             list(stream)
     finally:
         cma_tracing.uninstrument()
-    assert tree_shape(list(after.get_finished_spans())) == tree_shape(list(live.get_finished_spans()))
-    assert [s.name for s in after.get_finished_spans()].count("evaluation outcome") == 2
+    return list(exporter.get_finished_spans())
+
+
+@pytest.mark.parametrize("scenario", ["outcome", "coordinator", "deployment"])
+def test_the_tree_after_the_fact_is_the_tree_a_live_stream_gives(
+    server: FakeCMAServer, loop_client: anthropic.Anthropic, scenario: str
+) -> None:
+    """Names, parents, attributes, statuses and span events, timing aside. The live coordinator fetches its
+    subagents' threads (`fetch_subthreads`), as trace_session lists them."""
+    session_id = f"sesn_same_{scenario}"
+    options: dict[str, Any] = {}
+    if scenario == "coordinator":
+        events = _coordinator(server, session_id)
+        options["fetch_subthreads"] = True
+    else:
+        events = synthetic("outcome_revise_then_satisfied" if scenario == "outcome" else "deployment_fired_session")
+        server.set_session(session_id)
+        server.set_history(session_id, events, page_size=7)
+    provider, after = _provider()
+    cma_tracing.trace_session(loop_client, session_id, tracer_provider=provider)
+    traced = list(after.get_finished_spans())
+    live = _live(server, loop_client, session_id, events, **options)
+    assert tree_shape(traced, details=True) == tree_shape(live, details=True)
+    names = [s.name for s in traced]
+    if scenario == "outcome":
+        assert names.count("evaluation outcome") == 2
+    elif scenario == "coordinator":
+        assert names.count("chat") == 2 and len(traced) == 6  # the subagents' own requests, from their threads
+    else:
+        assert sorted(names) == ["chat claude-haiku-4-5", "chat claude-haiku-4-5", "execute_tool bash"] + [
+            "invoke_agent loopback-agent-bash"
+        ]
 
 
 def test_last_turns_traces_each_turn_exactly_once_as_a_webhook_handler_would(
