@@ -175,6 +175,38 @@ def test_a_workflow_run_that_outlives_its_turn_still_gets_its_threads_model_requ
     assert len(spans) == summary.spans
 
 
+@pytest.mark.parametrize("thread_events", [4, 5])
+def test_a_thread_cut_at_the_page_limit_is_logged_and_counted_in_the_summary(
+    server: FakeCMAServer,
+    loop_client: anthropic.Anthropic,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    thread_events: int,
+) -> None:
+    """Two pages a thread at most, two events a page: four events fit exactly (nothing cut), five do not."""
+    import cma_tracing.after
+
+    monkeypatch.setattr(cma_tracing.after, "MAX_THREAD_PAGES", 2)
+    created = _coordinator(server, "sesn_cut")[5]["processed_at"]  # while the subagents run
+    requests = []
+    for _ in range(thread_events // 2 + 1):
+        start = ev.request_start()
+        requests += [start, ev.request_end(start["id"], 1, 1)]
+    for event in requests:
+        event["processed_at"] = created
+    server.set_history("sesn_cut", requests[:thread_events], page_size=2, thread_id="sthr_a")
+    caplog.set_level("WARNING", logger="cma_tracing")
+    summary = cma_tracing.trace_session(loop_client, "sesn_cut", tracer_provider=_provider()[0])
+    cut = thread_events > 4
+    assert summary.threads_cut == int(cut)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "cma_tracing"]
+    assert warnings == (
+        ["cma-tracing: session sesn_cut: thread sthr_a has more than 2 pages of events; the rest were not read"]
+        if cut
+        else []
+    )
+
+
 def test_a_resume_turn_with_a_subagent_gets_its_model_requests_and_tokens_from_its_thread(
     server: FakeCMAServer, loop_client: anthropic.Anthropic
 ) -> None:

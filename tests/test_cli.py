@@ -369,6 +369,23 @@ def test_the_trace_command_with_content_puts_it_on_the_spans(
     assert json.loads(found[True]["gen_ai.output.messages"])[0]["role"] == "assistant"
 
 
+def test_the_trace_command_says_when_a_threads_listing_was_cut(
+    capsys: pytest.CaptureFixture[str], server: FakeCMAServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cma_tracing.after
+
+    monkeypatch.setattr(cma_tracing.after, "MAX_THREAD_PAGES", 1)
+    events = synthetic("workflow_run_completed")
+    server.set_session("sesn_cli_cut")
+    server.set_history("sesn_cli_cut", events, page_size=10)
+    thread = next(e for e in events if e.get("workflow_run_id") and e["type"] == "session.thread_created")
+    server.set_history("sesn_cli_cut", [thread, thread], page_size=1, thread_id=thread["session_thread_id"])
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+    status, out, _ = _run(capsys, "trace", "sesn_cli_cut")
+    assert status == 0 and "1 turn, 11 spans, 1 thread cut at 1 page\n" in out
+
+
 @pytest.mark.parametrize("status_code", [500, 503])
 def test_the_trace_command_on_an_error_answer_is_one_line_and_exit_2(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, status_code: int

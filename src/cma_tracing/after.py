@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Iterator, Optional
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import NoOpTracerProvider, Span, Tracer
 
-from .config import options_from
+from .config import logger, options_from
 from .instrumentation import feeds
 from .instrumentation.fields import as_list, get, get_str
 from .instrumentation.session import SessionTracker
@@ -39,6 +39,7 @@ class TraceSummary:
     turns: int  # turns traced
     spans: int  # spans started (and ended)
     last_event_id: Optional[str]  # the last event read, or None for a session with none
+    threads_cut: int = 0  # threads whose listing stopped at MAX_THREAD_PAGES with more pages left (each logged)
 
 
 def trace_session(
@@ -117,6 +118,7 @@ def _fetch(sessions: Any, run: _Run, session_id: str, thread_id: str, workflow: 
     for number, page in enumerate(first.iter_pages()):
         run.fetched(thread_id, page, workflow)
         if number + 1 >= MAX_THREAD_PAGES:
+            run.stopped(thread_id, page)
             break
     run.fetched_all(workflow)
 
@@ -128,6 +130,7 @@ async def _async_fetch(sessions: Any, run: _Run, session_id: str, thread_id: str
         run.fetched(thread_id, page, workflow)
         number += 1
         if number >= MAX_THREAD_PAGES:
+            run.stopped(thread_id, page)
             break
     run.fetched_all(workflow)
 
@@ -175,6 +178,7 @@ class _Run:
         self.start_at: Optional[str] = None  # with `last_turns`: the id of the event that opened the first of them
         self.skipped_turns = 0  # the session's turns before those traced (turn indexes go on from there)
         self.last_event_id: Optional[str] = None
+        self.threads_cut = 0
 
     def begin(self, session: Any) -> None:
         self.feed = SessionFeed(self.session_id, self.telemetry, session)
@@ -207,6 +211,21 @@ class _Run:
         else:
             self.feed.tracker.on_fetched(thread_id, events, self.feed.last_ns)
 
+    def stopped(self, thread_id: str, page: Any) -> None:
+        """The thread's listing stopped at MAX_THREAD_PAGES: counted and logged if pages were left."""
+        try:
+            more = bool(page.has_next_page())
+        except Exception:
+            more = False
+        if more:
+            self.threads_cut += 1
+            logger.warning(
+                "cma-tracing: session %s: thread %s has more than %d pages of events; the rest were not read",
+                self.session_id,
+                thread_id,
+                MAX_THREAD_PAGES,
+            )
+
     def fetched_all(self, workflow: bool) -> None:
         if self.feed is not None and workflow:
             feeds.fetched_workflow_thread(self.feed.tracker, self.feed.last_ns)
@@ -230,7 +249,7 @@ class _Run:
         if self.feed is not None:
             skipped = self.skipped_turns
             turns = self.feed.finish() - skipped
-        return TraceSummary(turns, self.tracer.started, self.last_event_id)
+        return TraceSummary(turns, self.tracer.started, self.last_event_id, self.threads_cut)
 
 
 class _Boundaries:
