@@ -552,6 +552,15 @@ def test_the_serve_commands_sessions_trace_as_the_readme_shows() -> None:
             provider, exporter = _provider()
             summary = cma_tracing.trace_session(client, session_id, tracer_provider=provider)
             assert summary.turns == 1 and summary.spans == len(exporter.get_finished_spans()) > 1
+            if session_id == "sesn_demo_workflow":  # its run's agents' threads hold a model request each
+                spans = list(exporter.get_finished_spans())
+                agents = [s for s in spans if attrs(s).get("anthropic.workflow_run.id") and "agent" in s.name]
+                chats = [_children_of(spans, agent) for agent in agents]
+                assert [[c.name for c in found] for found in chats] == [["chat"]] * 4
+                # Placed by their stamps up to the thread's idle (the request ends 50 ms before it), not cut short
+                # at the event read before that idle.
+                ends = sorted((agent.end_time or 0) - (found[0].end_time or 0) for agent, found in zip(agents, chats))
+                assert ends == [50_000_000] * 4
     finally:
         server.stop()
 

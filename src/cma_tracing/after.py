@@ -179,6 +179,7 @@ class _Run:
         self.skipped_turns = 0  # the session's turns before those traced (turn indexes go on from there)
         self.last_event_id: Optional[str] = None
         self.threads_cut = 0
+        self.fetch_ns = 0  # the time of the event the threads being fetched are listed before
 
     def begin(self, session: Any) -> None:
         self.feed = SessionFeed(self.session_id, self.telemetry, session)
@@ -193,6 +194,7 @@ class _Run:
         subagent threads of the turn an idle is about to end, the run threads whose span it is about to end."""
         if self.feed is None or not self._in_range(event):
             return []
+        self.fetch_ns = self.feed.next_at(event)  # the threads are still open until this event: placed up to it
         tracker = self.feed.tracker
         found = [(thread_id, False) for thread_id in tracker.threads_to_fetch(event) or []]
         found += [(thread_id, True) for thread_id in feeds.workflow_threads_to_fetch(tracker, event) or []]
@@ -200,16 +202,19 @@ class _Run:
 
     def threads_at_end(self) -> list[str]:
         """The workflow runs' threads still open when the session's events end (a run still going)."""
-        return (feeds.open_workflow_threads(self.feed.tracker) or []) if self.feed is not None else []
+        if self.feed is None:
+            return []
+        self.fetch_ns = self.feed.last_ns
+        return feeds.open_workflow_threads(self.feed.tracker) or []
 
     def fetched(self, thread_id: str, page: Any, workflow: bool = False) -> None:
         if self.feed is None:
             return
         events = as_list(getattr(page, "data", None))
         if workflow:
-            feeds.on_fetched_workflow_thread(self.feed.tracker, thread_id, events, self.feed.last_ns)
+            feeds.on_fetched_workflow_thread(self.feed.tracker, thread_id, events, self.fetch_ns)
         else:
-            self.feed.tracker.on_fetched(thread_id, events, self.feed.last_ns)
+            self.feed.tracker.on_fetched(thread_id, events, self.fetch_ns)
 
     def stopped(self, thread_id: str, page: Any) -> None:
         """The thread's listing stopped at MAX_THREAD_PAGES: counted and logged if pages were left."""
@@ -228,7 +233,7 @@ class _Run:
 
     def fetched_all(self, workflow: bool) -> None:
         if self.feed is not None and workflow:
-            feeds.fetched_workflow_thread(self.feed.tracker, self.feed.last_ns)
+            feeds.fetched_workflow_thread(self.feed.tracker, self.fetch_ns)
 
     def read(self, event: Any) -> None:
         if self.feed is None or not self._in_range(event):

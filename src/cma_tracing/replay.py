@@ -199,6 +199,10 @@ class SessionFeed:
         self.last_ns = _time_ns(event, self.last_ns)
         return self.last_ns
 
+    def next_at(self, event: Any) -> int:
+        """When `event` will be placed once read (nothing changes meanwhile)."""
+        return _time_ns(event, self.last_ns)
+
     def read(self, event: Any) -> None:
         tracker = self.tracker
         turns = tracker.turn_count
