@@ -348,6 +348,78 @@ def test_the_trace_command_exports_and_reports_too(
     assert status == 1 and "0 of 11 spans exported" in _one_line(err)
 
 
+def test_the_trace_command_with_content_puts_it_on_the_spans(
+    capsys: pytest.CaptureFixture[str], server: FakeCMAServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.set_session("sesn_cli_content")
+    server.set_history("sesn_cli_content", synthetic("workflow_run_completed"), page_size=10)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+    found = {}
+    for content in (False, True):
+        with running_receiver() as receiver:
+            extra = ["--content"] if content else []
+            status, _, err = _run(capsys, "trace", "sesn_cli_content", *extra, "--otlp-endpoint", receiver.url)
+            assert status == 0 and err == []
+            (turn,) = [s for s in receiver.spans() if s.parent_span_id is None]
+            found[content] = turn.attributes
+    assert "gen_ai.input.messages" not in found[False] and "gen_ai.output.messages" not in found[False]
+    (message,) = json.loads(found[True]["gen_ai.input.messages"])
+    assert message["role"] == "user" and message["parts"][0]["type"] == "text" and message["parts"][0]["content"]
+    assert json.loads(found[True]["gen_ai.output.messages"])[0]["role"] == "assistant"
+
+
+def test_the_trace_command_says_when_a_threads_listing_was_cut(
+    capsys: pytest.CaptureFixture[str], server: FakeCMAServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cma_tracing.after
+
+    monkeypatch.setattr(cma_tracing.after, "MAX_THREAD_PAGES", 1)
+    events = synthetic("workflow_run_completed")
+    server.set_session("sesn_cli_cut")
+    server.set_history("sesn_cli_cut", events, page_size=10)
+    thread = next(e for e in events if e.get("workflow_run_id") and e["type"] == "session.thread_created")
+    server.set_history("sesn_cli_cut", [thread, thread], page_size=1, thread_id=thread["session_thread_id"])
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+    status, out, _ = _run(capsys, "trace", "sesn_cli_cut")
+    assert status == 0 and "1 turn, 11 spans, 1 thread cut at 1 page\n" in out
+
+
+@pytest.mark.parametrize("status_code", [500, 503])
+def test_the_trace_command_on_an_error_answer_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, status_code: int
+) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Failing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"type": "error", "error": {"type": "api_error", "message": "Internal server error"}})
+            self.send_response(status_code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Retry-After", "0")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    api = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    Thread(target=api.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{api.server_address[1]}")
+        status, out, err = _run(capsys, "trace", "sesn_cli_failing")
+    finally:
+        api.shutdown()
+        api.server_close()
+    assert status == 2 and out == ""
+    line = _one_line(err)
+    assert line.startswith(f"cma-tracing: the API answered {status_code} for session sesn_cli_failing"), line
+
+
 # --- entry points --------------------------------------------------------------------------------------------------
 
 

@@ -175,7 +175,7 @@ def _trace(console: Console, args: argparse.Namespace, endpoint: Optional[str], 
 
     import anthropic
 
-    from .after import trace_session
+    from .after import MAX_THREAD_PAGES, trace_session
     from .demo.exporting import plural
     from .demo.render import render
 
@@ -199,7 +199,12 @@ def _trace(console: Console, args: argparse.Namespace, endpoint: Optional[str], 
     spans = memory.get_finished_spans()
     render(spans, console, title=f"Turns of {session_id}")
     provider.shutdown()
-    console.print(f"\n{plural(summary.turns, 'turn')}, {plural(summary.spans, 'span')}")
+    cut = (
+        f", {plural(summary.threads_cut, 'thread')} cut at {plural(MAX_THREAD_PAGES, 'page')}"
+        if summary.threads_cut
+        else ""
+    )
+    console.print(f"\n{plural(summary.turns, 'turn')}, {plural(summary.spans, 'span')}{cut}")
     return DONE if _export(console, spans, endpoint, args.otlp_timeout, debug) else FELL_SHORT
 
 

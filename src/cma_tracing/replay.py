@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 
 from .config import options_from
+from .instrumentation import feeds
 from .instrumentation.agents import agent_attributes
 from .instrumentation.attributes import StopReason
 from .instrumentation.event_table import THREAD_CREATED, THREAD_STATUSES
@@ -198,8 +199,17 @@ class SessionFeed:
         self.last_ns = _time_ns(event, self.last_ns)
         return self.last_ns
 
+    def next_at(self, event: Any) -> int:
+        """When `event` will be placed once read (nothing changes meanwhile)."""
+        return _time_ns(event, self.last_ns)
+
     def read(self, event: Any) -> None:
-        self.tracker.on_event(event, self.at(event))
+        tracker = self.tracker
+        turns = tracker.turn_count
+        at_ns = self.at(event)
+        tracker.on_event(event, at_ns)
+        if tracker.turn_count != turns:  # it opened a turn: one with no user event has its anchor from this event
+            feeds.anchor_opened(tracker, event, at_ns)
 
     def send(self, events: list[Any], response: Any, at_ns: int) -> None:
         """A send the recording shows (its sent events and the API's echo), unless its events were already read."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,48 @@ def start(port: int = 0) -> FakeCMAServer:
         body["agent"]["name"] = agent
         server.set_session(session_id, body)
         lines = (DATA / name).read_text().splitlines()
-        server.set_history(
-            session_id, [json.loads(line) for line in lines if line.strip() and not line.startswith("#")]
-        )
+        events = [json.loads(line) for line in lines if line.strip() and not line.startswith("#")]
+        server.set_history(session_id, events)
+        for thread_id, thread_events in run_threads(events).items():
+            server.set_history(session_id, thread_events, thread_id=thread_id)
     server.answer_sends_with(LIVE_SESSION, real_turn())
     return server
+
+
+def run_threads(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each workflow run's thread's own events, as its `threads.events.list` answers them: one model request from
+    the thread's start to just before its idle (the synthetic session's feed carries only their statuses)."""
+    created = {
+        e["session_thread_id"] for e in events if e["type"] == "session.thread_created" and e.get("workflow_run_id")
+    }
+    started: dict[str, str] = {}
+    threads: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        thread_id = event.get("session_thread_id")
+        if not isinstance(thread_id, str) or thread_id not in created:
+            continue
+        if event["type"] == "session.thread_status_running":
+            started.setdefault(thread_id, event["processed_at"])
+        elif event["type"] == "session.thread_status_idle" and thread_id in started and thread_id not in threads:
+            start_id, end_at = f"sevt_{thread_id}_request", _before(event["processed_at"], 0.05)
+            usage = {"input_tokens": 800, "output_tokens": 60, "cache_read_input_tokens": 0}
+            threads[thread_id] = [
+                {"type": "span.model_request_start", "id": start_id, "processed_at": started[thread_id]},
+                {
+                    "type": "span.model_request_end",
+                    "id": f"{start_id}_end",
+                    "processed_at": end_at,
+                    "model_request_start_id": start_id,
+                    "is_error": False,
+                    "model_usage": {**usage, "cache_creation_input_tokens": 0},
+                },
+            ]
+    return threads
+
+
+def _before(stamp: str, seconds: float) -> str:
+    at = datetime.fromisoformat(stamp.replace("Z", "+00:00")) - timedelta(seconds=seconds)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def exports(server: FakeCMAServer) -> dict[str, str]:

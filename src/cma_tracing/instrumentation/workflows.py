@@ -29,7 +29,7 @@ from .event_table import (
     WORKFLOW_RUN_PHASE_STARTED,
     WORKFLOW_RUN_STATUS_ENDED,
 )
-from .fields import as_list, get, get_str
+from .fields import as_list, get, get_str, timestamp_ns
 from .children import start_agent_span
 from .metrics import metric_attributes
 
@@ -48,13 +48,14 @@ MAX_PLANNED_PHASES: Final = 64
 
 
 class _Span:
-    __slots__ = ("span", "context", "start_ns", "phase")
+    __slots__ = ("span", "context", "start_ns", "phase", "shift_ns")
 
     def __init__(self, span: Span, start_ns: int, phase: Optional[str] = None) -> None:
         self.span = span
         self.context = set_span_in_context(span)
         self.start_ns = start_ns
         self.phase = phase  # a thread's: the phase it runs under (its phase_started id), None: the run itself
+        self.shift_ns: Optional[int] = None  # a thread's fetched events: how far they move to start within it
 
 
 class _Run(_Span):
@@ -72,12 +73,14 @@ class _Run(_Span):
 class WorkflowRuns:
     """The runs of one session, open across its turns. Called by its `SessionTracker` with the session's lock held."""
 
-    __slots__ = ("_telemetry", "_runs", "_thread_runs")
+    __slots__ = ("_telemetry", "_runs", "_thread_runs", "stand_in")
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
         self._runs: dict[str, _Run] = {}
         self._thread_runs: dict[str, str] = {}  # thread id -> run id, for the run's open threads
+        # After the fact, while a run's thread is fetched with no turn open: the turn its work is routed through.
+        self.stand_in: Optional[Turn] = None
 
     def has_thread(self, thread_id: str) -> bool:
         return thread_id in self._thread_runs
@@ -90,6 +93,43 @@ class WorkflowRuns:
 
     def open_runs(self) -> int:
         return len(self._runs)
+
+    def open_threads(self) -> list[str]:
+        """The runs' open threads (at most MAX_RUNS x MAX_THREADS_PER_RUN)."""
+        return list(self._thread_runs)
+
+    def threads_ending(self, event: Any, event_type: str) -> list[str]:
+        """The open threads whose span this event is about to end: the thread's own idle (any stop reason but
+        `requires_action`) or termination, the end of the phase it runs under, the end of its run."""
+        if event_type == THREAD_STATUS_TERMINATED or (
+            event_type == THREAD_STATUS_IDLE and _stop_type(event) != StopReason.REQUIRES_ACTION
+        ):
+            thread_id = get_str(event, "session_thread_id")
+            return [thread_id] if thread_id is not None and thread_id in self._thread_runs else []
+        if event_type not in (WORKFLOW_RUN_PHASE_ENDED, WORKFLOW_RUN_STATUS_ENDED):
+            return []
+        run = self._runs.get(get_str(event, "workflow_run_id") or "")
+        if run is None:
+            return []
+        if event_type == WORKFLOW_RUN_STATUS_ENDED:
+            return list(run.threads)
+        started_id = get_str(event, "phase_started_id") or ""
+        if started_id not in run.phases and len(run.phases) == 1:
+            started_id = next(iter(run.phases))
+        return [thread_id for thread_id, thread in run.threads.items() if thread.phase == started_id]
+
+    def place(self, thread_id: str, stamp: Any, now_ns: int) -> Optional[int]:
+        """Where an event of the run's open thread, fetched after the fact (the clock is the events' own stamps),
+        lies: at its stamp, moved as a block with the rest of its thread so the first lies within the thread's span,
+        and never past `now_ns` (the thread is still open). None: not an open thread's, or no stamp."""
+        run = self._runs.get(self._thread_runs.get(thread_id, ""))
+        thread = run.threads.get(thread_id) if run is not None else None
+        at = timestamp_ns(stamp)
+        if thread is None or at is None:
+            return None
+        if thread.shift_ns is None:
+            thread.shift_ns = max(0, thread.start_ns - at)
+        return min(max(at + thread.shift_ns, thread.start_ns), max(now_ns, thread.start_ns))
 
     def on_event(self, turn: Optional[Turn], event: Any, event_type: str, session_id: str, now_ns: int) -> bool:
         """A `workflow_run.*` event, or a thread event that may be a run's. Returns whether it was the runs'."""
