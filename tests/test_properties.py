@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import pydantic
 from anthropic.types.beta.sessions import BetaManagedAgentsStreamSessionEvents
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
@@ -229,7 +229,7 @@ def run_steps(tracer: CountingTracer, steps: list[tuple[str, Any]]) -> list[Any]
     return states
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(STEP, max_size=40))
 def test_any_sequence_never_raises_and_every_span_ends_exactly_once(steps: list[tuple[str, Any]]) -> None:
     tracer = CountingTracer()
@@ -237,8 +237,20 @@ def test_any_sequence_never_raises_and_every_span_ends_exactly_once(steps: list[
     assert all(span.ends == 1 for span in tracer.spans), [span.ends for span in tracer.spans]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: Found by the generator: a late duplicate of a model request start, after its turn ended, is deduplicated in a
+#: recorded session; a turn nobody records skipped that start before the lock and did not remember its id, so the
+#: duplicate opened a `resume` turn.
+_LATE_DUPLICATE_START: Final = [
+    ("event", {"type": "user.message", "id": "sevt_first"}),
+    ("event", {"type": "span.model_request_start", "id": "sevt_start"}),
+    ("event", {"type": "session.status_idle", "id": "sevt_idle", "stop_reason": {"type": "end_turn"}}),
+    ("event", {"type": "span.model_request_start", "id": "sevt_start"}),
+]
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(LIFECYCLE_STEPS)
+@example(_LATE_DUPLICATE_START)
 def test_a_turn_nobody_records_has_the_same_lifecycle_as_a_recorded_one(steps: list[tuple[str, Any]]) -> None:
     """A sampled-out turn (no meter, no content) runs only the lifecycle handlers: it must open, wait and end at the
     same steps as the same turn recorded in full, and start at the same times. (Its end time is not compared: a span

@@ -69,11 +69,13 @@ class Plans:
             for event_type, role in EVENT_ROLES.items()
         }
         on_work = resolve("on_work", True)
-        #: The types such a turn does nothing with: no lifecycle handler (or only `_on_work`), not agent output.
+        #: The types such a turn does nothing with: no lifecycle handler (or only `_on_work`), not agent output, and
+        #: not work that resumes a turn: a late duplicate of that, after the turn ended, must be known as one (its
+        #: id remembered), or it would open a `resume` turn that a recorded session would not.
         self.lifecycle_skips: Final[AbstractSet[str]] = frozenset(
             t
-            for t, (handler, output, *_) in self.lifecycle.items()
-            if not output and (not handler or handler is on_work)
+            for t, (handler, output, _, _, _, resumes) in self.lifecycle.items()
+            if not output and not resumes and (not handler or handler is on_work)
         )
         #: The same while a `resume` turn nobody records may still adopt a user event: it needs its first model
         #: request.
