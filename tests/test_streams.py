@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import gc
 from typing import Any
 
@@ -360,3 +361,43 @@ def _wait(condition: Any, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def test_with_the_sdks_own_tracing_on_its_stream_observer_still_sees_every_event(
+    instrumented: Any, provider: Any, server: FakeCMAServer, spans: Spans, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy reads the SDK's event generator directly only when the stream's `__iter__` would just pass events
+    on; with the SDK's tracing on, the stream's observer is fed by the SDK's own `__iter__`, as without us."""
+    from anthropic import _tracing
+
+    seen: list[object] = []
+    original = _tracing.FirstEnd.item
+    monkeypatch.setattr(_tracing.FirstEnd, "item", lambda self, item: (seen.append(item), original(self, item)))
+    client = anthropic.Anthropic(
+        base_url=server.base_url, api_key="test-key", max_retries=0, open_telemetry={"tracer_provider": provider[0]}
+    )
+    queue_turn(server, "sesn_obs", "sevt_u1")
+    client.beta.sessions.events.send("sesn_obs", events=[message()])
+    yielded = list(client.beta.sessions.events.stream("sesn_obs"))
+    assert len(yielded) == 11 and [id(e) for e in seen[-11:]] == [id(e) for e in yielded]
+    assert stop_reason(spans) == "end_turn"
+
+
+def test_a_stream_subclass_with_its_own_iteration_is_read_through_it(client: anthropic.Anthropic) -> None:
+    """A `Stream` whose class overrides `__iter__` is read through that override, never around it."""
+    from cma_tracing.patchers.streams import TracedStream
+
+    class Tagging(anthropic.Stream[Any]):
+        def __iter__(self) -> Any:
+            for item in super().__iter__():
+                yield ("tagged", item)
+
+    body = b"".join(b"event: message\ndata: " + json.dumps(e).encode() + b"\n\n" for e in turn_events("sevt_s"))
+    response = httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    stream = Tagging(cast_to=object, response=response, client=client)
+    seen: list[Any] = []
+    ended: list[str] = []
+    proxied = TracedStream(stream, lambda event, now: seen.append(event), lambda how, *rest: ended.append(how))
+    yielded = list(proxied)
+    assert len(yielded) == len(turn_events("x")) and all(item[0] == "tagged" for item in yielded)
+    assert seen == yielded and ended == ["ended"]

@@ -12,7 +12,7 @@ import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
 
 import wrapt
-from anthropic import APIStatusError
+from anthropic import APIStatusError, AsyncStream, Stream
 
 from ..instrumentation.safety import log_swallowed
 from ..instrumentation.protocol import StreamEnd
@@ -28,6 +28,32 @@ OnFinish = Callable[[str, int, "BaseException | None", str], None]
 #: event's turn still needs. Never raises.
 Fetch = Callable[[Any, int], None]
 AsyncFetch = Callable[[Any, int], Awaitable[None]]
+
+
+_SDK_ITER = Stream.__iter__
+_SDK_AITER = AsyncStream.__aiter__
+
+
+def _source(stream: Any) -> Any:
+    """What a proxy's loop reads: the SDK stream's own event generator when the stream's `__iter__` would only pass
+    each event on (the SDK's, with no observer of its own tracing on this stream), else the stream itself. The app's
+    loop then resumes one generator per event, ours, where it resumed the SDK's: the proxy costs a call, not a layer."""
+    try:
+        if type(stream).__iter__ is _SDK_ITER and getattr(stream, "_observer", None) is None:
+            return stream._iterator
+    except Exception:
+        pass  # not the SDK's stream as this release makes it: read it as any iterable
+    return stream
+
+
+def _async_source(stream: Any) -> Any:
+    """`_source` for an `AsyncStream`."""
+    try:
+        if type(stream).__aiter__ is _SDK_AITER and getattr(stream, "_observer", None) is None:
+            return stream._iterator
+    except Exception:
+        pass
+    return stream
 
 
 class _StreamWatch:
@@ -91,7 +117,7 @@ class TracedStream(wrapt.ObjectProxy[Any]):
         watch = self._self_watch
         fetch = self._self_fetch
         with watch:
-            for event in self.__wrapped__:
+            for event in _source(self.__wrapped__):
                 now = _time_ns()
                 if fetch is not None:
                     fetch(event, now)
@@ -146,7 +172,7 @@ class TracedAsyncStream(wrapt.ObjectProxy[Any]):
         watch = self._self_watch
         fetch = self._self_fetch
         with watch:
-            async for event in self.__wrapped__:
+            async for event in _async_source(self.__wrapped__):
                 now = _time_ns()
                 if fetch is not None:
                     await fetch(event, now)
