@@ -248,9 +248,20 @@ _LATE_DUPLICATE_START: Final = [
 ]
 
 
+#: Found by the generator: the coordinator's thread, learnt from its first thread status, decides whether its
+#: later work on the session's stream resumes a turn; a turn nobody records skipped thread statuses and never learnt it.
+_PRIMARY_THREAD_LEARNT: Final = [
+    ("event", {"type": "user.message", "id": "sevt_first"}),
+    ("event", {"type": "session.thread_status_idle", "id": "sevt_thread_idle", "session_thread_id": "sthr_a"}),
+    ("event", {"type": "session.status_terminated", "id": "sevt_terminated"}),
+    ("event", {"type": "session.status_running", "id": "sevt_running", "session_thread_id": "sthr_a"}),
+]
+
+
 @settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(LIFECYCLE_STEPS)
 @example(_LATE_DUPLICATE_START)
+@example(_PRIMARY_THREAD_LEARNT)
 def test_a_turn_nobody_records_has_the_same_lifecycle_as_a_recorded_one(steps: list[tuple[str, Any]]) -> None:
     """A sampled-out turn (no meter, no content) runs only the lifecycle handlers: it must open, wait and end at the
     same steps as the same turn recorded in full, and start at the same times. (Its end time is not compared: a span

@@ -96,6 +96,9 @@ class Role(NamedTuple):
 _NONE: Final = Role()
 _REPLY: Final = Role("on_user_reply")
 #: A run outlives turns: its events go to the session's runs, even during a turn nobody records.
+#: A thread's status feeds a subagent's or a run's span; the first thread to report one on the session's feed is the
+#: coordinator's own, which a turn nobody records must learn too (its cross-posted work may resume a turn).
+_THREAD_STATUS: Final = Role("on_thread_status", lifecycle_handler="on_thread_seen")
 _WORKFLOW: Final = Role("on_workflow_event", session_level=True, lifecycle_handler="on_workflow_event")
 
 EVENT_ROLES: Final[dict[str, Role]] = {
@@ -130,10 +133,10 @@ EVENT_ROLES: Final[dict[str, Role]] = {
     SESSION_USAGE: Role("on_usage", session_level=True),
     SESSION_UPDATED: _NONE,
     THREAD_CREATED: Role("on_thread_created"),
-    THREAD_STATUS_RUNNING: Role("on_thread_status"),
-    THREAD_STATUS_IDLE: Role("on_thread_status"),
-    THREAD_STATUS_RESCHEDULED: Role("on_thread_status"),
-    THREAD_STATUS_TERMINATED: Role("on_thread_status"),
+    THREAD_STATUS_RUNNING: _THREAD_STATUS,
+    THREAD_STATUS_IDLE: _THREAD_STATUS,
+    THREAD_STATUS_RESCHEDULED: _THREAD_STATUS,
+    THREAD_STATUS_TERMINATED: _THREAD_STATUS,
     WORKFLOW_RUN_CREATED: _WORKFLOW,
     WORKFLOW_RUN_STATUS_RUNNING: _WORKFLOW,
     WORKFLOW_RUN_STATUS_IDLE: _WORKFLOW,

@@ -69,18 +69,30 @@ class Plans:
             for event_type, role in EVENT_ROLES.items()
         }
         on_work = resolve("on_work", True)
+        on_thread_seen = resolve("on_thread_seen", True)
         #: The types such a turn does nothing with: no lifecycle handler (or only `_on_work`), not agent output, and
         #: not work that resumes a turn: a late duplicate of that, after the turn ended, must be known as one (its
         #: id remembered), or it would open a `resume` turn that a recorded session would not.
         self.lifecycle_skips: Final[AbstractSet[str]] = frozenset(
             t
             for t, (handler, output, _, _, _, resumes) in self.lifecycle.items()
-            if not output and not resumes and (not handler or handler is on_work)
+            if not output and not resumes and (not handler or handler is on_work or handler is on_thread_seen)
         )
         #: The same while a `resume` turn nobody records may still adopt a user event: it needs its first model
         #: request.
         self.adopting_skips: Final[AbstractSet[str]] = frozenset(
-            t for t in self.lifecycle_skips if self.lifecycle[t][0] is None
+            t for t in self.lifecycle_skips if self.lifecycle[t][0] in (None, on_thread_seen)
+        )
+        #: The skipped types a tracker that has not learnt its coordinator's thread yet routes: a thread's status.
+        self.thread_seen: Final[AbstractSet[str]] = frozenset(
+            t for t in self.lifecycle_skips if self.lifecycle[t][0] is on_thread_seen
+        )
+        #: The types whose only effect on such a turn, while it neither waits for the client (agent output would end
+        #: the wait) nor may adopt a user event (a model request start ends that), is that their id is remembered.
+        self.remember_only: Final[AbstractSet[str]] = frozenset(
+            t
+            for t, (handler, _, _, session_level, opens, _) in self.lifecycle.items()
+            if t not in self.lifecycle_skips and not session_level and not opens and (not handler or handler is on_work)
         )
         self._recording: dict[tuple[bool, bool, bool], Plan] = {}
 

@@ -116,11 +116,28 @@ class SessionTracker:
         skip = self._skip
         if skip:
             # A turn nobody records is open, and this event could change nothing about it (not even its end time,
-            # which no one sees). Read without the lock: a turn opened meanwhile by another thread's send would only
-            # have counted this earlier event as its own.
+            # which no one sees), or only needs its id remembered. Read without the lock: a turn opened meanwhile by
+            # another thread's send would only have counted this earlier event as its own.
             try:
-                if (event if event.__class__ is dict else event.__dict__).get("type") in skip:
+                fields = event if event.__class__ is dict else event.__dict__
+                event_type: Any = fields.get("type")
+                if event_type in skip and (self.primary_thread is not None or event_type not in _THREAD_SEEN):
                     return
+                if event_type in _REMEMBER_ONLY and origin is STREAM:
+                    # Agent output or a model request start while the turn neither waits for the client nor may
+                    # still adopt a user event: what the locked path would do that anyone can see is remember the id.
+                    turn = self.turn
+                    event_id = fields.get("id")
+                    if (
+                        turn is not None
+                        and not turn.waiting
+                        and not turn.adoptable
+                        and event_id.__class__ is str
+                        and len(turn.seen) < DEDUPE_GENERATION - 1
+                        and event_id not in turn.seen_old
+                    ):
+                        turn.seen.add(event_id)
+                        return
             except Exception:
                 pass  # not a model or a dict, or an unhashable type: the locked path below copes
         try:
@@ -133,7 +150,7 @@ class SessionTracker:
                         fields = event.__dict__
                     except AttributeError:
                         fields = _NO_FIELDS
-                event_type: Any = fields.get("type")
+                event_type = fields.get("type")
                 if event_type is None and fields is not event:
                     event_type = getattr(event, "type", None)
                 event_id = fields.get("id")
@@ -433,6 +450,16 @@ class SessionTracker:
         if self._skip is _ADOPTING_SKIPS:
             self._skip = _LIFECYCLE_SKIPS
 
+    def _on_thread_seen(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
+        """A turn nobody records still learns the coordinator's own thread, as `handlers.on_thread_status` does: the
+        first thread to report a status on the session's feed. Whether the thread's later work resumes a turn
+        depends on it."""
+        if self.primary_thread is None and origin.thread_id is None:
+            thread_id = get(event, "session_thread_id")
+            workflows = self.workflows
+            if thread_id.__class__ is str and (workflows is None or not workflows.has_thread(thread_id)):
+                self.primary_thread = thread_id
+
     def _on_verdict(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
         """A turn nobody records still needs to know a terminal verdict: steering no longer joins the outcome."""
         if turn.outcome is not None:
@@ -558,4 +585,6 @@ _DISPATCH: Final = _PLANS.full  # what opens a turn is the same in every plan
 _LIFECYCLE: Final = _PLANS.lifecycle
 _LIFECYCLE_SKIPS: Final = _PLANS.lifecycle_skips
 _ADOPTING_SKIPS: Final = _PLANS.adopting_skips
+_REMEMBER_ONLY: Final = _PLANS.remember_only
+_THREAD_SEEN: Final = _PLANS.thread_seen
 recording_plan: Final = _PLANS.recording
