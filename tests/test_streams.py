@@ -15,7 +15,7 @@ from opentelemetry.trace import StatusCode
 import cma_tracing
 from cma_tracing.instrumentation.session import SessionTracker
 from tests.support.spans import Spans
-from cma_tracing.demo.loopback import Drop, FakeCMAServer, Hold
+from cma_tracing.demo.loopback import Drop, FakeCMAServer, Hold, running_server
 from tests.support.scenarios import message, queue_turn, steps, turn_events
 
 
@@ -401,3 +401,27 @@ def test_a_stream_subclass_with_its_own_iteration_is_read_through_it(client: ant
     yielded = list(proxied)
     assert len(yielded) == len(turn_events("x")) and all(item[0] == "tagged" for item in yielded)
     assert seen == yielded and ended == ["ended"]
+
+
+def test_each_turn_names_the_client_and_betas_of_the_stream_that_opened_it(
+    instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic, spans: Spans
+) -> None:
+    # The patcher keeps the last plain call's client attributes: a stream of another client, or one naming its
+    # own betas, must still say its own.
+    with running_server() as second:
+        other = anthropic.Anthropic(base_url=second.base_url, api_key="test-key", max_retries=0, open_telemetry=False)
+        calls = [(loop_client, server, None), (other, second, None), (loop_client, server, ["files-api-2025-04-14"])]
+        calls.append((loop_client, server, None))
+        for n, (client, fake, betas) in enumerate(calls):
+            fake.queue_stream("sesn_clients", steps(turn_events(f"sevt_u{n}")))
+            extra: dict[str, Any] = {"betas": betas} if betas else {}
+            list(client.beta.sessions.events.stream("sesn_clients", **extra))
+    ports = [int(fake.base_url.rsplit(":", 1)[1]) for _, fake, _ in calls]
+    turns = spans.turns()
+    assert [dict(t.attributes or {})["server.port"] for t in turns] == ports
+    assert [dict(t.attributes or {})["anthropic.beta"] for t in turns] == [
+        ("managed-agents-2026-04-01",),
+        ("managed-agents-2026-04-01",),
+        ("files-api-2025-04-14", "managed-agents-2026-04-01"),
+        ("managed-agents-2026-04-01",),
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Final, Mapping, Optional
+from typing import Any, Final, Mapping, Optional, Sequence
 
 from opentelemetry.util.types import AttributeValue
 
@@ -57,7 +57,7 @@ def _put_str(attrs: dict[str, AttributeValue], key: str, value: str | None) -> N
         attrs[key] = value
 
 
-def client_attributes(base_url: Any, betas: list[str]) -> Mapping[str, AttributeValue]:
+def client_attributes(base_url: Any, betas: Sequence[str]) -> Mapping[str, AttributeValue]:
     """`server.*` from the client's base URL and `anthropic.beta` from the request's beta header values."""
     attrs: dict[str, AttributeValue] = {}
     host = getattr(base_url, "host", None)
@@ -68,7 +68,7 @@ def client_attributes(base_url: Any, betas: list[str]) -> Mapping[str, Attribute
             port = 443 if getattr(base_url, "scheme", "https") == "https" else 80
         attrs[A.SERVER_PORT] = port
     if betas:
-        attrs[A.ANTHROPIC_BETA] = betas
+        attrs[A.ANTHROPIC_BETA] = tuple(betas)  # immutable: one mapping may serve many calls
     return attrs
 
 

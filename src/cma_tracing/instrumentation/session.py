@@ -373,11 +373,17 @@ class SessionTracker:
     @never_raises
     def update_start_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         """Agent and client attributes for turns opened from now on (the open one keeps what it started with)."""
+        current = self._start_attributes
+        for key, value in attributes.items():
+            if current.get(key) != value:
+                break
+        else:
+            # Nothing new, as at nearly every call (each stream and send of a session names its client again). Read
+            # without the lock: a writer racing this one with other values wins as it would after it.
+            return
         with self._lock:
-            current = self._start_attributes
-            if any(current.get(key) != value for key, value in attributes.items()):
-                current.update(attributes)
-                self._templates = None
+            self._start_attributes.update(attributes)
+            self._templates = None
 
     @property
     def telemetry(self) -> Telemetry:

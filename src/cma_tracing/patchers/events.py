@@ -52,6 +52,9 @@ class SessionEventsPatcher:
 
     def __init__(self, registry: SessionRegistry) -> None:
         self._registry = registry
+        # The client attributes of the last call that named no betas and no headers, with the base URL they came
+        # from: an app that opens a stream per turn would otherwise make the same few values at every stream.
+        self._plain_client: Optional[tuple[Any, Mapping[str, AttributeValue]]] = None
 
     def patch(self) -> None:
         wrap = wrapt.wrap_function_wrapper
@@ -106,7 +109,7 @@ class SessionEventsPatcher:
         if session_id is None:
             return None
         tracker = self._registry.acquire(session_id)
-        tracker.update_start_attributes(_client_attributes(instance, kwargs))
+        tracker.update_start_attributes(self._client_attributes(instance, kwargs))
         send = tracker.begin_send(kwargs.get("events"), time.time_ns())
         token = otel_context.attach(trace.set_span_in_context(send.turn.span)) if send is not None else None
         return _SendCall(tracker, send, token)
@@ -151,8 +154,20 @@ class SessionEventsPatcher:
         if session_id is None:
             return None
         tracker = self._registry.acquire(session_id, stream=True)
-        tracker.update_start_attributes(_client_attributes(instance, kwargs))
+        tracker.update_start_attributes(self._client_attributes(instance, kwargs))
         return tracker
+
+    def _client_attributes(self, resource: Any, kwargs: Mapping[str, Any]) -> Mapping[str, AttributeValue]:
+        """`server.*` and `anthropic.beta` for a call of `resource`'s client (the mapping is shared: read only)."""
+        base_url = getattr(getattr(resource, "_client", None), "base_url", None)
+        if kwargs.get("betas") is not None or kwargs.get("extra_headers") is not None:
+            return client_attributes(base_url, _betas(kwargs))
+        plain = self._plain_client
+        if plain is not None and plain[0] is base_url:
+            return plain[1]
+        attributes = client_attributes(base_url, _betas(kwargs))
+        self._plain_client = (base_url, attributes)
+        return attributes
 
     # -- list ----------------------------------------------------------------------------------------------------
 
@@ -238,11 +253,6 @@ def _thread_events(resource: Any) -> Any:
 def _session_id(args: Any, kwargs: Mapping[str, Any]) -> Optional[str]:
     session_id = args[0] if args else kwargs.get("session_id")
     return session_id if isinstance(session_id, str) and session_id else None
-
-
-def _client_attributes(resource: Any, kwargs: Mapping[str, Any]) -> Mapping[str, AttributeValue]:
-    client = getattr(resource, "_client", None)
-    return client_attributes(getattr(client, "base_url", None), _betas(kwargs))
 
 
 def _betas(kwargs: Mapping[str, Any]) -> list[str]:
