@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import cma_tracing
+from benchmarks import instructions
 from benchmarks.floor import record_calls
 from benchmarks.replay import Drop, Figures, slice_seconds, variants
 from benchmarks.workload import PATTERNS, SLICE_EVENTS, SLICE_TAG, Replay, slice_bodies, slice_turns
@@ -127,3 +128,24 @@ def _replay(pattern: str) -> Replay:
     replay = Replay()
     replay.load(slice_bodies(SLICE_TAG, pattern))
     return replay
+
+
+def test_the_instruction_count_says_so_in_one_line_when_valgrind_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(instructions.shutil, "which", lambda name: None)
+    assert instructions.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "valgrind is not installed" in err
+
+
+@pytest.mark.skipif(instructions.shutil.which("valgrind") is None, reason="needs valgrind (benchmarks.instructions)")
+def test_the_instruction_count_finds_our_work_over_the_bare_sdk() -> None:
+    # One slice per process, under valgrind: about a minute on two cores.
+    def count(variant: str) -> int:
+        return instructions.instructions(None, variant, "one long-lived stream", 1)
+
+    bare, instrumented = count("bare SDK"), count("no-op providers")
+    # Our code adds instructions (two slices of ours are millions, where three runs of one process differ by under
+    # 0.01%), and far fewer than the SDK's own: hundreds of thousands per event, and the process's start-up.
+    assert bare * 1.0002 < instrumented < bare * 1.05

@@ -1,0 +1,136 @@
+"""Instructions per event under valgrind's cachegrind: the replay's figures without the machine's noise.
+
+    .venv/bin/python -m benchmarks.instructions                  # bare, no-op and both modes, both patterns
+    .venv/bin/python -m benchmarks.instructions --before HEAD    # and the same for the package at HEAD
+
+On a shared machine the replay's CPU time moves by several µs/event from slice to slice, so a change worth less than
+a µs/event needs hundreds of paired slices to show (`benchmarks.ab`), and may not show at all. Instructions executed
+hardly move: each variant runs `--slices` slices in its own process under `valgrind --tool=cachegrind` (hash seed
+fixed, address space randomization off), once more with none, and the difference is divided by the events. Three
+runs of the same code differ by under 0.01% of the replay's instructions (about 100 per event); with randomization
+on they differed ten times as much.
+
+What it cannot say is time: valgrind hides CPU features, so the SDK's parsing (Rust, SIMD) runs other code paths
+there than on the machine, and an instruction of our Python costs more time than one of pydantic's. Read our
+instructions over bare as our own work, and the before/after difference as a change's; the µs figures and the
+ratios to the floor are `make bench`'s. Each figure includes `instrument()` and `uninstrument()` once per slice
+(outside the replay's timing), a few hundred instructions per event that overstate ours a little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = ("bare SDK", "no-op providers", "turn spans only", "everything on")
+PATTERNS = ("one long-lived stream", "a stream per turn")
+_SUMMARY = re.compile(r"^summary:\s+(\d+)", re.MULTILINE)
+
+
+def child(src: Optional[str], variant: str, pattern: str, slices: int) -> None:
+    """In the process valgrind runs: a warm-up slice, then `slices` more of one variant."""
+    if src:
+        sys.path.insert(0, src)  # the package at the revision asked for, ahead of the working tree's
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from .replay import Drop, slice_seconds, variants
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(Drop())
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    chosen = {v.key: v for v in variants(tracer_provider, meter_provider)}[(variant, pattern)]
+    slice_seconds(chosen, "sesn_instructions_warm")
+    for n in range(slices):
+        slice_seconds(chosen, f"sesn_instructions_{n}")
+
+
+def instructions(src: Optional[str], variant: str, pattern: str, slices: int) -> int:
+    """Instructions valgrind counted for a process that replays `slices` slices (after its imports and warm-up)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cachegrind.out"
+        command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}"]
+        if shutil.which("setarch"):
+            command = ["setarch", platform.machine(), "-R", *command]  # the same addresses, so the same hashing
+        command += [sys.executable, "-m", "benchmarks.instructions", "--child", variant, pattern, str(slices)]
+        if src:
+            command += ["--src", src]
+        env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT)}
+        subprocess.run(command, check=True, cwd=ROOT, env=env, capture_output=True)
+        found = _SUMMARY.search(out.read_text())
+        if found is None:
+            raise RuntimeError(f"no summary in cachegrind's output for {variant!r}, {pattern!r}")
+        return int(found.group(1))
+
+
+def per_event(src: Optional[str], variant: str, pattern: str, slices: int, pool: ThreadPoolExecutor) -> float:
+    from .workload import SLICE_EVENTS
+
+    with_slices = pool.submit(instructions, src, variant, pattern, slices)
+    without = pool.submit(instructions, src, variant, pattern, 0)
+    return (with_slices.result() - without.result()) / (slices * SLICE_EVENTS)
+
+
+def extract(rev: str, into: Path) -> str:
+    """The package at `rev` under `into/src`; returns that folder, for the child's `sys.path`."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "src/cma_tracing"], check=True, capture_output=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return str(into / "src")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before", help="also count the package at this git revision, and print the difference")
+    parser.add_argument("--slices", type=int, default=4, help="slices per process (default 4)")
+    parser.add_argument("--variant", action="append", choices=VARIANTS, help="only these (bare SDK is always run)")
+    parser.add_argument("--pattern", action="append", choices=PATTERNS, help="only these app patterns")
+    parser.add_argument("--child", nargs=3, metavar=("VARIANT", "PATTERN", "SLICES"), help=argparse.SUPPRESS)
+    parser.add_argument("--src", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.src, args.child[0], args.child[1], int(args.child[2]))
+        return 0
+    if shutil.which("valgrind") is None:
+        print("benchmarks.instructions: valgrind is not installed (apt install valgrind)", file=sys.stderr)
+        return 2
+    chosen = [v for v in VARIANTS[1:] if not args.variant or v in args.variant]
+    patterns = args.pattern or list(PATTERNS)
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        before = extract(args.before, Path(tmp)) if args.before else None
+        print(f"instructions per event, {args.slices} slices per process, counted by cachegrind")
+        header = "| pattern                | variant          |   after | over bare |"
+        header += "  before | after - before |" if before else ""
+        print(header)
+        print(re.sub(r"[^|]", "-", header))
+        for pattern in patterns:
+            bare = per_event(None, "bare SDK", pattern, args.slices, pool)
+            blank = f"{'':9}|{'':16}|" if before else ""
+            print(f"| {pattern:<22} | {'bare SDK':<16} | {bare:7.0f} | {'':9} |{blank}", flush=True)
+            for variant in chosen:
+                after = per_event(None, variant, pattern, args.slices, pool)
+                row = f"| {pattern:<22} | {variant:<16} | {after:7.0f} | {after - bare:+9.0f} |"
+                if before:
+                    earlier = per_event(before, variant, pattern, args.slices, pool)
+                    row += f" {earlier:7.0f} | {after - earlier:+14.0f} |"
+                print(row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
