@@ -4,6 +4,7 @@ same events in both app patterns, with none of its code running."""
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from typing import Any
 
@@ -18,8 +19,19 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import cma_tracing
 from benchmarks import instructions
 from benchmarks.floor import record_calls
-from benchmarks.replay import Drop, Figures, slice_seconds, variants
+from benchmarks.replay import Drop, Figures, interval, slice_seconds, variants, verdict
 from benchmarks.workload import PATTERNS, SLICE_EVENTS, SLICE_TAG, Replay, slice_bodies, slice_turns
+
+
+VARIANT_NAMES = (
+    "bare SDK",
+    "everything on",
+    "turn spans only",
+    "no-op providers",
+    "bare SDK through the floor's loop",
+    "OpenTelemetry alone: everything on's calls",
+    "OpenTelemetry alone: turn spans only's calls",
+)
 
 
 def _telemetry() -> tuple[TracerProvider, InMemorySpanExporter, MeterProvider, InMemoryMetricReader]:
@@ -122,6 +134,22 @@ def test_every_variant_replays_the_whole_slice_and_the_figures_pair_slices() -> 
     for pattern in PATTERNS:
         assert figures.floor_ratio("everything on", "OpenTelemetry alone: everything on's calls", pattern) == 1.0
         assert figures.on_top_us("turn spans only", "OpenTelemetry alone: turn spans only's calls", pattern) == 0.0
+
+
+def test_a_target_is_met_or_missed_only_when_the_whole_interval_says_so() -> None:
+    assert interval([2.0] * 30) == (2.0, 2.0)
+    spread = [float(n % 10) for n in range(150)]  # median 4.5, values 0..9
+    low, high = interval(spread)
+    assert low < statistics.median(spread) < high and 0 <= low and high <= 9
+    assert interval(spread) == (low, high)  # seeded: the same run prints the same interval
+    assert [verdict(0.2, 0.9, 1.0), verdict(1.1, 2.0, 1.0), verdict(0.5, 1.5, 1.0)] == ["met", "MISSED", "unclear"]
+    figures = Figures({key: [1.0, 2.0, 3.0] for key in [(name, p) for name in VARIANT_NAMES for p in PATTERNS]})
+    for pattern in PATTERNS:
+        assert figures.floor_ratio_interval("everything on", "OpenTelemetry alone: everything on's calls", pattern) == (
+            1.0,
+            1.0,
+        )
+        assert figures.over_bare_interval_us("no-op providers", pattern) == (0.0, 0.0)
 
 
 def _replay(pattern: str) -> Replay:
