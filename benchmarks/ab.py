@@ -46,14 +46,19 @@ ROOT = Path(__file__).resolve().parent.parent
 BEFORE = "cma_tracing_before"
 
 
-def load_before(rev: str, into: Path) -> ModuleType:
-    """The package at `rev`, importable as `cma_tracing_before` (its own imports are relative)."""
+def extract(rev: str, into: Path) -> Path:
+    """The package at `rev`, as `into/src/cma_tracing`; returns `into/src`."""
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", rev, "src/cma_tracing"], check=True, capture_output=True
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
-    (into / "src" / "cma_tracing").rename(into / BEFORE)
+    return into / "src"
+
+
+def load_before(rev: str, into: Path) -> ModuleType:
+    """The package at `rev`, importable as `cma_tracing_before` (its own imports are relative)."""
+    (extract(rev, into) / "cma_tracing").rename(into / BEFORE)
     sys.path.insert(0, str(into))
     return importlib.import_module(BEFORE)
 

@@ -21,44 +21,34 @@ floor against *OpenTelemetry's own* compares like with like.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = ("bare SDK", "no-op providers", "turn spans only", "everything on")
-PATTERNS = ("one long-lived stream", "a stream per turn")
-FLOOR_BARE = "bare SDK through the floor's loop"
-#: Each mode and its floor (`benchmarks.floor`): the OpenTelemetry calls it makes, made with none of our code.
-FLOORS = {
-    "everything on": "OpenTelemetry alone: everything on's calls",
-    "turn spans only": "OpenTelemetry alone: turn spans only's calls",
-}
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+
+import cma_tracing
+
+from .ab import ROOT, extract
+from .replay import BARE, EVERYTHING, FLOOR_BARE, MODES, NO_OP, TURN_SPANS, Drop, slice_events, variants
+from .workload import PATTERNS, SLICE_EVENTS
+
+VARIANTS = (BARE, NO_OP, TURN_SPANS, EVERYTHING)
+FLOORS = dict(MODES)  # each mode's floor: the OpenTelemetry calls it makes, made with none of our code
 _SUMMARY = re.compile(r"^summary:\s+(\d+)", re.MULTILINE)
 
 
-def child(src: Optional[str], variant: str, pattern: str, slices: int) -> None:
+def child(variant: str, pattern: str, slices: int) -> None:
     """In the process valgrind runs: one variant's warm-up slice, then `slices` more."""
-    if src:
-        sys.path.insert(0, src)  # the package at the revision asked for, ahead of the working tree's
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-
-    import cma_tracing
-
-    from .replay import Drop, variants
-    from .workload import SLICE_EVENTS, SLICE_TAG, Replay, slice_bodies
-
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(Drop())
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
@@ -68,11 +58,7 @@ def child(src: Optional[str], variant: str, pattern: str, slices: int) -> None:
     if chosen.instrument is not None:
         cma_tracing.instrument(**chosen.instrument)
     for n in range(slices + 1):
-        replay = Replay()
-        replay.load(slice_bodies(SLICE_TAG, pattern))
-        session_id = f"sesn_instructions_{n}"
-        events = chosen.floor.events(replay, session_id) if chosen.floor else replay.events(session_id)
-        count = sum(1 for _ in events)
+        count = sum(1 for _ in slice_events(chosen, f"sesn_instructions_{n}"))
         assert count == SLICE_EVENTS, count
 
 
@@ -84,9 +70,9 @@ def instructions(src: Optional[str], variant: str, pattern: str, slices: int) ->
         if shutil.which("setarch"):
             command = ["setarch", platform.machine(), "-R", *command]  # the same addresses, so the same hashing
         command += [sys.executable, "-m", "benchmarks.instructions", "--child", variant, pattern, str(slices)]
-        if src:
-            command += ["--src", src]
-        env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT)}
+        # The package at the revision asked for goes ahead of the working tree's.
+        path = os.pathsep.join([src, str(ROOT)] if src else [str(ROOT)])
+        env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": path}
         subprocess.run(command, check=True, cwd=ROOT, env=env, capture_output=True)
         found = _SUMMARY.search(out.read_text())
         if found is None:
@@ -95,21 +81,9 @@ def instructions(src: Optional[str], variant: str, pattern: str, slices: int) ->
 
 
 def per_event(src: Optional[str], variant: str, pattern: str, slices: int, pool: ThreadPoolExecutor) -> float:
-    from .workload import SLICE_EVENTS
-
     with_slices = pool.submit(instructions, src, variant, pattern, slices)
     without = pool.submit(instructions, src, variant, pattern, 0)
     return (with_slices.result() - without.result()) / (slices * SLICE_EVENTS)
-
-
-def extract(rev: str, into: Path) -> str:
-    """The package at `rev` under `into/src`; returns that folder, for the child's `sys.path`."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "src/cma_tracing"], check=True, capture_output=True
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return str(into / "src")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -122,10 +96,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--floors", action="store_true", help="also count each mode's floor, and print ours on top of OpenTelemetry"
     )
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "PATTERN", "SLICES"), help=argparse.SUPPRESS)
-    parser.add_argument("--src", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(args.src, args.child[0], args.child[1], int(args.child[2]))
+        child(args.child[0], args.child[1], int(args.child[2]))
         return 0
     if shutil.which("valgrind") is None:
         print("benchmarks.instructions: valgrind is not installed (apt install valgrind)", file=sys.stderr)
@@ -133,7 +106,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     chosen = [v for v in VARIANTS[1:] if not args.variant or v in args.variant]
     patterns = args.pattern or list(PATTERNS)
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        before = extract(args.before, Path(tmp)) if args.before else None
+        before = str(extract(args.before, Path(tmp))) if args.before else None
         print(f"instructions per event, {args.slices} slices per process, counted by cachegrind")
         header = "| pattern                | variant          |   after | over bare |"
         header += "  before | after - before |" if before else ""
@@ -141,9 +114,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(re.sub(r"[^|]", "-", header))
         loops: dict[str, float] = {}  # the floor's loop making no call, per pattern
         for pattern in patterns:
-            bare = per_event(None, "bare SDK", pattern, args.slices, pool)
+            bare = per_event(None, BARE, pattern, args.slices, pool)
             blank = f"{'':9}|{'':16}|" if before else ""
-            print(f"| {pattern:<22} | {'bare SDK':<16} | {bare:7.0f} | {'':9} |{blank}", flush=True)
+            print(f"| {pattern:<22} | {BARE:<16} | {bare:7.0f} | {'':9} |{blank}", flush=True)
             for variant in chosen:
                 after = per_event(None, variant, pattern, args.slices, pool)
                 row = f"| {pattern:<22} | {variant:<16} | {after:7.0f} | {after - bare:+9.0f} |"

@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import pydantic
 from anthropic.types.beta.sessions import BetaManagedAgentsStreamSessionEvents
@@ -109,15 +109,21 @@ def variants(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> 
     return out
 
 
+def slice_events(variant: Variant, session_id: str) -> Iterator[Any]:
+    """One slice's events as the variant's app reads them (through the floor's loop for a floor), loaded now."""
+    replay = Replay()
+    replay.load(slice_bodies(SLICE_TAG, variant.pattern))
+    return variant.floor.events(replay, session_id) if variant.floor else replay.events(session_id)
+
+
 def slice_seconds(variant: Variant, session_id: str) -> float:
     """One slice for one variant; returns CPU seconds. Instrumentation is set up and torn down outside the timing."""
     if variant.instrument is not None:
         cma_tracing.instrument(**variant.instrument)
-    replay = Replay()
-    replay.load(slice_bodies(SLICE_TAG, variant.pattern))
+    events = slice_events(variant, session_id)
     started = clock()
     count = 0
-    for _ in variant.floor.events(replay, session_id) if variant.floor else replay.events(session_id):
+    for _ in events:
         count += 1
     elapsed = clock() - started
     if variant.instrument is not None:

@@ -19,19 +19,21 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import cma_tracing
 from benchmarks import instructions
 from benchmarks.floor import record_calls
-from benchmarks.replay import Drop, Figures, interval, slice_seconds, variants, verdict
-from benchmarks.workload import PATTERNS, SLICE_EVENTS, SLICE_TAG, Replay, slice_bodies, slice_turns
-
-
-VARIANT_NAMES = (
-    "bare SDK",
-    "everything on",
-    "turn spans only",
-    "no-op providers",
-    "bare SDK through the floor's loop",
-    "OpenTelemetry alone: everything on's calls",
-    "OpenTelemetry alone: turn spans only's calls",
+from benchmarks.replay import (
+    BARE,
+    EVERYTHING,
+    FLOOR_BARE,
+    MODES,
+    NO_OP,
+    TURN_SPANS,
+    Drop,
+    Figures,
+    interval,
+    slice_seconds,
+    variants,
+    verdict,
 )
+from benchmarks.workload import PATTERNS, SLICE_EVENTS, SLICE_TAG, Replay, slice_bodies, slice_turns
 
 
 def _telemetry() -> tuple[TracerProvider, InMemorySpanExporter, MeterProvider, InMemoryMetricReader]:
@@ -143,7 +145,8 @@ def test_a_target_is_met_or_missed_only_when_the_whole_interval_says_so() -> Non
     assert low < statistics.median(spread) < high and 0 <= low and high <= 9
     assert interval(spread) == (low, high)  # seeded: the same run prints the same interval
     assert [verdict(0.2, 0.9, 1.0), verdict(1.1, 2.0, 1.0), verdict(0.5, 1.5, 1.0)] == ["met", "MISSED", "unclear"]
-    figures = Figures({key: [1.0, 2.0, 3.0] for key in [(name, p) for name in VARIANT_NAMES for p in PATTERNS]})
+    names = (BARE, EVERYTHING, TURN_SPANS, NO_OP, FLOOR_BARE, *(floor for _, floor in MODES))
+    figures = Figures({key: [1.0, 2.0, 3.0] for key in [(name, p) for name in names for p in PATTERNS]})
     for pattern in PATTERNS:
         assert figures.floor_ratio_interval("everything on", "OpenTelemetry alone: everything on's calls", pattern) == (
             1.0,
