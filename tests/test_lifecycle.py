@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable, Optional
 
 import pytest
@@ -561,3 +562,31 @@ def test_idle_sessions_kept_whole_are_bounded_and_the_rest_are_remembered() -> N
     for turn in h.turns():
         by_session.setdefault(attrs(turn)["anthropic.session.id"], []).append(attrs(turn)["anthropic.turn.index"])
     assert len(by_session) == 200 and all(indexes == [1, 2] for indexes in by_session.values())
+
+
+@pytest.mark.parametrize("child_spans", [True, False])
+def test_the_coordinators_own_thread_is_learnt_with_or_without_child_spans(child_spans: bool) -> None:
+    """A turn's first thread status names the coordinator's thread: later work of that thread resumes a turn, a
+    subagent's cross-posted work does not. Turn spans alone need this as much as child spans do."""
+    h = Harness()
+    h.tracker = SessionTracker(SID, dataclasses.replace(h.tracker.telemetry, child_spans=child_spans))
+    start = ev.request_start()
+    h.feed(
+        [
+            ev.user_message(),
+            ev.running(),
+            ev.event("session.thread_status_running", session_thread_id="sthr_main", agent_name="coordinator"),
+            start,
+            ev.agent_message(),
+            ev.request_end(start["id"], 10, 1),
+            ev.event("session.thread_status_idle", session_thread_id="sthr_main", stop_reason={"type": "end_turn"}),
+            ev.idle(),
+        ]
+    )
+    assert h.tracker.primary_thread == "sthr_main"
+    h.feed([{**ev.agent_message("from a subagent"), "session_thread_id": "sthr_sub"}])
+    assert h.tracker.turn is None
+    h.feed([{**ev.agent_message("resumed"), "session_thread_id": "sthr_main"}, ev.idle()])
+    first, resumed = h.turns()
+    assert attrs(first)["anthropic.turn.events"] == 8
+    assert (attrs(resumed)["anthropic.turn.trigger"], attrs(resumed)["anthropic.turn.events"]) == ("resume", 2)

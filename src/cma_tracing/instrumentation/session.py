@@ -26,7 +26,7 @@ from .event_table import (
     USER_MESSAGE,
 )
 from .outcomes import Outcome
-from .plans import Everything, Plans
+from .plans import OUTPUT, SKIP, SKIP_KNOWN, WORK, Plans, Quick, SkipAll
 from .workflows import WorkflowRuns
 from .fields import get, get_str, timestamp
 from .safety import log_swallowed, never_raises
@@ -38,7 +38,8 @@ _NO_FIELDS: Final[dict[str, Any]] = {}
 _NO_IDS: Final[AbstractSet[str]] = frozenset()
 
 
-_SKIP_ALL: Final = Everything()
+_SKIP_ALL: Final = SkipAll()
+_NO_QUICK: Final[Quick] = {}
 #: The session goes away: its workflow runs end with it, whether a turn is open or not (SPEC §3.5).
 _SESSION_GONE: Final = frozenset((SESSION_STATUS_TERMINATED, SESSION_DELETED))
 
@@ -65,7 +66,7 @@ class SessionTracker:
         "_base_attributes",
         "_start_attributes",
         "_templates",
-        "_skip",
+        "_quick",
         "__weakref__",  # the orphan watch holds trackers weakly
     )
 
@@ -93,8 +94,9 @@ class SessionTracker:
         # The ids of the turn that ended last (a turn keeps its own): a late echo of its events is not news.
         self._ended_seen: AbstractSet[str] = _NO_IDS
         self._ended_seen_old: AbstractSet[str] = _NO_IDS
-        # While a turn nobody records is open: the event types it ignores, skipped before the lock is taken.
-        self._skip: AbstractSet[str] = _NO_IDS
+        # The open turn's plan's quick table: the event types handled before the lock is taken (none while no turn
+        # is open: what opens or resumes one, and a late echo, need the lock).
+        self._quick: Quick = _NO_QUICK
         self._base_attributes: dict[str, AttributeValue] = {
             A.GEN_AI_OPERATION_NAME: A.OP_INVOKE_AGENT,
             A.GEN_AI_PROVIDER_NAME: A.PROVIDER,
@@ -113,47 +115,50 @@ class SessionTracker:
         The per-event hot path, in one function: a table lookup, a dedupe check and counter updates; only event
         types with a handler make another call. The guard is inline rather than the `never_raises` decorator.
         """
-        skip = self._skip
-        if skip:
-            # A turn nobody records is open, and this event could change nothing about it (not even its end time,
-            # which no one sees), or only needs its id remembered. Read without the lock: a turn opened meanwhile by
-            # another thread's send would only have counted this earlier event as its own.
-            try:
-                fields = event if event.__class__ is dict else event.__dict__
-                event_type: Any = fields.get("type")
-                if event_type in skip and (self.primary_thread is not None or event_type not in _THREAD_SEEN):
-                    return
-                if event_type in _REMEMBER_ONLY and origin is STREAM:
-                    # Agent output or a model request start while the turn neither waits for the client nor may
-                    # still adopt a user event: what the locked path would do that anyone can see is remember the id.
-                    turn = self.turn
-                    event_id = fields.get("id")
-                    if (
-                        turn is not None
-                        and not turn.waiting
-                        and not turn.adoptable
-                        and event_id.__class__ is str
-                        and len(turn.seen) < DEDUPE_GENERATION - 1
-                        and event_id not in turn.seen_old
-                    ):
-                        turn.seen.add(event_id)
-                        return
-            except Exception:
-                pass  # not a model or a dict, or an unhashable type: the locked path below copes
         try:
+            # `fields.type_and_id`, inlined once: this is the per-event path.
+            if event.__class__ is dict:
+                fields = event
+            else:
+                try:
+                    fields = event.__dict__
+                except AttributeError:
+                    fields = _NO_FIELDS
+            event_type: Any = fields.get("type")
+            if event_type is None and fields is not event:
+                event_type = getattr(event, "type", None)
+            event_id = fields.get("id")
+            try:
+                action = self._quick.get(event_type)
+            except TypeError:  # an unhashable type: the locked path counts it as unknown
+                action = None
+            if action is not None:
+                # The open turn's plan needs no handler for this type: skip it, or count it, without the lock. A turn
+                # opened meanwhile by another thread's send would only have counted this earlier event as its own.
+                if action <= SKIP_KNOWN:
+                    if action == SKIP or self.primary_thread is not None:
+                        return
+                elif origin is STREAM:
+                    turn = self.turn
+                    if turn is not None and (
+                        action <= OUTPUT or (not turn.adoptable if action == WORK else self.primary_thread is not None)
+                    ):
+                        quick = True
+                        if event_id.__class__ is str:
+                            seen = turn.seen
+                            if event_id in seen or event_id in turn.seen_old:
+                                return
+                            quick = len(seen) < DEDUPE_GENERATION - 1  # the locked path starts the next generation
+                            if quick:
+                                seen.add(event_id)
+                        if quick:
+                            turn.last_ns = now_ns
+                            if action == OUTPUT:
+                                turn.waiting = False
+                                if not turn.first_output_ns:
+                                    turn.first_output_ns = now_ns
+                            return
             with self._lock:
-                # `fields.type_and_id`, inlined once: this is the per-event path.
-                if event.__class__ is dict:
-                    fields = event
-                else:
-                    try:
-                        fields = event.__dict__
-                    except AttributeError:
-                        fields = _NO_FIELDS
-                event_type = fields.get("type")
-                if event_type is None and fields is not event:
-                    event_type = getattr(event, "type", None)
-                event_id = fields.get("id")
                 turn = self.turn
                 if origin is not STREAM and origin.thread_id is not None:
                     turn, now_ns = feeds.thread_turn(self, turn, origin.thread_id, fields, now_ns)
@@ -330,7 +335,7 @@ class SessionTracker:
                 late.children.end_open(late.last_ns if end_ns is None else end_ns)
             self.end_runs(time.time_ns() if end_ns is None else end_ns)
             if self.detached:
-                self._skip = _SKIP_ALL
+                self._quick = _SKIP_ALL
 
     def detach(self) -> int:
         """The registry lets go of this tracker (evicted while a stream may still hold it): from now on it opens no
@@ -338,7 +343,7 @@ class SessionTracker:
         by `end_all`."""
         with self._lock:
             self.detached = True
-            self._skip = _SKIP_ALL
+            self._quick = _SKIP_ALL
             return self.turn_count
 
     @never_raises
@@ -451,10 +456,8 @@ class SessionTracker:
         self._adopted(turn)
 
     def _adopted(self, turn: Turn) -> None:
-        """The turn adopts no user event from now on; a turn nobody records stops routing model request starts."""
+        """The turn adopts no user event from now on: a turn nobody records only counts model request starts."""
         turn.adoptable = False
-        if self._skip is _ADOPTING_SKIPS:
-            self._skip = _LIFECYCLE_SKIPS
 
     def _on_thread_seen(self, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin) -> None:
         """A turn nobody records still learns the coordinator's own thread, as `handlers.on_thread_status` does: the
@@ -535,7 +538,7 @@ class SessionTracker:
             if turn.recorded
             else _LIFECYCLE
         )
-        self._skip = _NO_IDS if turn.recorded else _LIFECYCLE_SKIPS
+        self._quick = _PLANS.quick(turn.plan)
         self.turn = turn
         return turn
 
@@ -550,9 +553,7 @@ class SessionTracker:
             return None
         turn = self._open(now_ns, False, Trigger.RESUME)
         if event_type == SESSION_STATUS_RUNNING:
-            turn.adoptable = True
-            if not turn.recorded:
-                self._skip = _ADOPTING_SKIPS  # its first model request ends the adoption: it must be routed
+            turn.adoptable = True  # until its first model request, which the quick table routes while this holds
         return turn
 
     def _end(
@@ -568,7 +569,7 @@ class SessionTracker:
             return
         if self.turn is turn:
             self.turn = None
-            self._skip = _SKIP_ALL if self.detached else _NO_IDS
+            self._quick = _SKIP_ALL if self.detached else _NO_QUICK
         self._ended_seen, self._ended_seen_old = turn.seen, turn.seen_old
         subagents = end_turn(self._telemetry, turn, reason, end_ns, error_type, error)
         if subagents:
@@ -589,8 +590,4 @@ class SessionTracker:
 _PLANS: Final = Plans(SessionTracker)
 _DISPATCH: Final = _PLANS.full  # what opens a turn is the same in every plan
 _LIFECYCLE: Final = _PLANS.lifecycle
-_LIFECYCLE_SKIPS: Final = _PLANS.lifecycle_skips
-_ADOPTING_SKIPS: Final = _PLANS.adopting_skips
-_REMEMBER_ONLY: Final = _PLANS.remember_only
-_THREAD_SEEN: Final = _PLANS.thread_seen
 recording_plan: Final = _PLANS.recording
