@@ -5,7 +5,7 @@ same events in both app patterns, with none of its code running."""
 from __future__ import annotations
 
 import statistics
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 import pytest
@@ -17,7 +17,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import cma_tracing
-from benchmarks import instructions
+from cma_tracing import ClaudeManagedAgentsInstrumentor
+from benchmarks import instructions, profile
 from benchmarks.floor import record_calls
 from benchmarks.replay import (
     BARE,
@@ -180,3 +181,27 @@ def test_the_instruction_count_finds_our_work_over_the_bare_sdk() -> None:
     # Our code adds instructions (two slices of ours are millions, where three runs of one process differ by under
     # 0.01%), and far fewer than the SDK's own: hundreds of thousands per event, and the process's start-up.
     assert bare * 1.0002 < instrumented < bare * 1.05
+
+
+def test_the_bytecode_profile_finds_our_handlers_only_where_turns_are_recorded() -> None:
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(Drop())
+    chosen = {v.key: v for v in variants(tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()]))}
+
+    def per_part(variant: str) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
+        functions = profile.opcodes(chosen[(variant, "one long-lived stream")], 1)
+        parts: dict[str, float] = defaultdict(float)
+        for (where, _), n in functions.items():
+            parts[where.split(":")[0]] += n
+        return parts, functions
+
+    no_op, no_op_functions = per_part(NO_OP)
+    recorded, recorded_functions = per_part(TURN_SPANS)
+    # Every event goes through the tracker, and the SDK's parsing is most of the work either way.
+    assert no_op_functions[("ours:session.py", "SessionTracker.on_event")] >= 20
+    assert no_op["ours"] < no_op["SDK"] and recorded["ours"] < recorded["SDK"]
+    # A turn nobody records runs no handler and makes no real span; a recorded one does both.
+    assert ("ours:handlers.py", "on_model_request_end") not in no_op_functions
+    assert recorded_functions[("ours:handlers.py", "on_model_request_end")] > 0
+    assert recorded["ours"] > no_op["ours"] and recorded["OpenTelemetry"] > 10 * no_op["OpenTelemetry"]
+    assert not ClaudeManagedAgentsInstrumentor().is_instrumented_by_opentelemetry  # set up for the count only

@@ -58,11 +58,17 @@ def fields_of(obj: Any) -> dict[Any, Any]:
     of one object with a single call. Not a copy unless the model has unknown fields; do not modify it."""
     if obj.__class__ is dict:
         return obj
-    fields = getattr(obj, "__dict__", None)
-    if not isinstance(fields, dict):
+    try:
+        fields = obj.__dict__
+        extra = obj.__pydantic_extra__  # a model's slot: read directly, as `get` does
+    except AttributeError:
+        fields = getattr(obj, "__dict__", None)
+        extra = None
+    except Exception:
         return {}
-    extra = getattr(obj, "__pydantic_extra__", None)
-    return {**fields, **extra} if isinstance(extra, dict) and extra else fields
+    if fields.__class__ is not dict:
+        return {}
+    return {**fields, **extra} if extra and extra.__class__ is dict else fields
 
 
 def as_list(value: Any) -> list[Any]:

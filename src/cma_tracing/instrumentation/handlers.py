@@ -167,27 +167,40 @@ def on_model_request_start(
 def on_model_request_end(
     session: SessionTracker, turn: Turn, event: Any, event_id: Optional[str], now_ns: int, origin: Origin
 ) -> None:
-    start_id = get(event, "model_request_start_id")
-    if start_id in turn.open_requests:
-        turn.open_requests.discard(start_id)
+    fields = fields_of(event)
+    start_id = fields.get("model_request_start_id")
+    open_requests = turn.open_requests
+    if start_id in open_requests:
+        open_requests.discard(start_id)
     else:
         turn.model_requests += 1  # its start was before this process looked, or lost
-    usage = get(event, "model_usage")
+    usage = fields.get("model_usage")
     tokens = _NO_TOKENS
     counts = None
     if usage is not None:
         counts = fields_of(usage)
-        read = as_int(counts.get("cache_read_input_tokens"))
-        write = as_int(counts.get("cache_creation_input_tokens"))
-        tokens = (as_int(counts.get("input_tokens")) + read + write, as_int(counts.get("output_tokens")), read, write)
+        # Token counts are ints: `as_int` only for what is not one.
+        read = counts.get("cache_read_input_tokens")
+        if read.__class__ is not int:
+            read = as_int(read)
+        write = counts.get("cache_creation_input_tokens")
+        if write.__class__ is not int:
+            write = as_int(write)
+        given = counts.get("input_tokens")
+        if given.__class__ is not int:
+            given = as_int(given)
+        output = counts.get("output_tokens")
+        if output.__class__ is not int:
+            output = as_int(output)
+        tokens = (given + read + write, output, read, write)
         turn.input_tokens += tokens[0]
-        turn.output_tokens += tokens[1]
+        turn.output_tokens += output
         turn.cache_read_tokens += read
         turn.cache_write_tokens += write
     children = turn.children
     if children is not None:
         thread_id = thread_of(session, turn, event, now_ns, origin)
-        children.request_ended(start_id, counts, tokens, get(event, "is_error") is True, thread_id, now_ns)
+        children.request_ended(start_id, counts, tokens, fields.get("is_error") is True, thread_id, now_ns)
 
 
 # -- outcome evaluations -------------------------------------------------------------------------------------------
