@@ -189,16 +189,18 @@ def test_the_bytecode_profile_finds_our_handlers_only_where_turns_are_recorded()
     chosen = {v.key: v for v in variants(tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()]))}
 
     def per_part(variant: str) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
-        functions = profile.opcodes(chosen[(variant, "one long-lived stream")], 1)
+        # By file and bare function name: Python 3.10's code objects have no qualified name.
+        functions: dict[tuple[str, str], float] = defaultdict(float)
         parts: dict[str, float] = defaultdict(float)
-        for (where, _), n in functions.items():
+        for (where, name), n in profile.opcodes(chosen[(variant, "one long-lived stream")], 1).items():
+            functions[(where, name.rsplit(".", 1)[-1])] += n
             parts[where.split(":")[0]] += n
         return parts, functions
 
     no_op, no_op_functions = per_part(NO_OP)
     recorded, recorded_functions = per_part(TURN_SPANS)
     # Every event goes through the tracker, and the SDK's parsing is most of the work either way.
-    assert no_op_functions[("ours:session.py", "SessionTracker.on_event")] >= 20
+    assert no_op_functions[("ours:session.py", "on_event")] >= 20
     assert no_op["ours"] < no_op["SDK"] and recorded["ours"] < recorded["SDK"]
     # A turn nobody records runs no handler and makes no real span; a recorded one does both.
     assert ("ours:handlers.py", "on_model_request_end") not in no_op_functions
