@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 import cma_tracing
+from cma_tracing.instrumentation.registry import MAX_WARM_SESSIONS
 from cma_tracing.instrumentation.telemetry import Telemetry
 from cma_tracing.instrumentation.session import SessionTracker
 from tests.support.spans import Spans
@@ -184,11 +185,12 @@ def test_a_dict_event_works_like_a_model_event() -> None:
 def test_idle_sessions_leave_no_state_behind(
     instrumented: Any, server: FakeCMAServer, loop_client: anthropic.Anthropic
 ) -> None:
-    for i in range(30):
+    for i in range(MAX_WARM_SESSIONS + 6):
         run_app(loop_client, server, f"sesn_idle_{i}")
     registry = instrumented.registry
     assert registry.active_count() == 0
-    assert registry.remembered_count() == 30  # a turn count each, in a bounded LRU
+    # The last ones kept whole (a bounded few), the rest reduced to a turn count each in a bounded LRU.
+    assert registry.warm_count() == MAX_WARM_SESSIONS and registry.remembered_count() == 6
 
 
 def test_remembered_sessions_are_capped() -> None:

@@ -564,6 +564,63 @@ def test_idle_sessions_kept_whole_are_bounded_and_the_rest_are_remembered() -> N
     assert len(by_session) == 200 and all(indexes == [1, 2] for indexes in by_session.values())
 
 
+def test_warm_sessions_count_against_no_cap_and_are_remembered_when_pushed_out() -> None:
+    """A warm session (idle, kept whole) is not one with something open: it neither fills the active cap nor ends
+    `unobserved` when the cap pushes it out; it is reduced to what is remembered, and its turns go on counting."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = SessionRegistry(Telemetry(provider.get_tracer("t")), orphan_timeout_s=300, max_active=2)
+    now = 10**18
+    _one_stream(registry, "sesn_a", [ev.user_message(), ev.idle()], now)
+    assert (registry.active_count(), registry.warm_count()) == (0, 1)
+    for session_id in ("sesn_b", "sesn_c"):
+        registry.acquire(session_id, stream=True).on_event(ev.user_message(), now + 10)
+    assert (registry.active_count(), registry.warm_count(), registry.remembered_count()) == (2, 1, 0)
+    registry.acquire("sesn_d", stream=True)  # past the cap: sesn_a (warm, oldest) goes, then sesn_b (open)
+    assert (registry.active_count(), registry.warm_count()) == (2, 0)
+    again = _one_stream(registry, "sesn_a", [ev.user_message(), ev.idle()], now + 20)  # pushes sesn_c out
+    registry.shutdown()
+    turns = [dict(s.attributes or {}) for s in exporter.get_finished_spans() if s.name.startswith("invoke_agent")]
+    ended = sorted(
+        (t["anthropic.session.id"], t["anthropic.turn.index"], t["anthropic.turn.stop_reason"]) for t in turns
+    )
+    assert ended == [
+        ("sesn_a", 1, "end_turn"),
+        ("sesn_a", 2, "end_turn"),
+        ("sesn_b", 1, "unobserved"),
+        ("sesn_c", 1, "unobserved"),
+    ]
+    assert again.turn_count == 2
+
+
+def test_an_agent_learnt_while_its_session_is_warm_names_its_next_turn() -> None:
+    h = Harness(registry=True)
+    assert h.registry is not None
+    registry = h.registry
+    registry.release(h.tracker)
+    _one_stream(registry, SID, [ev.user_message(), ev.idle()], h.tick())
+    assert registry.warm_count() == 1
+    registry.remember_agent(SID, {"gen_ai.agent.name": "researcher"})
+    _one_stream(registry, SID, [ev.user_message(), ev.idle()], h.tick() + 10)
+    first, second = h.turns()
+    assert "gen_ai.agent.name" not in attrs(first) and attrs(second)["gen_ai.agent.name"] == "researcher"
+
+
+def test_start_attributes_given_again_after_others_apply_again() -> None:
+    """A session named by one client, then another, then the first again (one shared mapping per client): each turn
+    carries the client it was opened under, though the tracker skips a mapping it was just given."""
+    h = Harness()
+    first = {"server.address": "a.example", "server.port": 443}
+    other = {"server.address": "b.example", "server.port": 443}
+    hosts = []
+    for client in (first, first, other, first):
+        h.tracker.update_start_attributes(client)
+        h.feed([ev.user_message(), ev.idle()])
+        hosts.append(attrs(h.turns()[-1])["server.address"])
+    assert hosts == ["a.example", "a.example", "b.example", "a.example"]
+
+
 @pytest.mark.parametrize("child_spans", [True, False])
 def test_the_coordinators_own_thread_is_learnt_with_or_without_child_spans(child_spans: bool) -> None:
     """A turn's first thread status names the coordinator's thread: later work of that thread resumes a turn, a

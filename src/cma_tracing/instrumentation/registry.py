@@ -2,7 +2,9 @@
 
 State is dropped when a session goes idle (no turn, no stream, no call in progress); what survives is a turn
 count, the agent's attributes and the last turn's subagents (for their threads' later events), in a bounded LRU. A
-process that runs 100,000 turns holds no more than one that ran a few thousand.
+process that runs 100,000 turns holds no more than one that ran a few thousand. The few sessions that went idle last
+keep their whole tracker where it was, as *warm*: an app that opens a stream per turn takes it up again at the next
+stream as it would an active one, and only a session pushed out of the warm few is reduced to what survives.
 
 Lock order: the registry's lock, then a tracker's, never the other way: a tracker never calls its registry. What a
 tracker's call means for the registry comes back as a `Next`, applied here after the tracker's lock is released.
@@ -99,31 +101,36 @@ class SessionRegistry:
     def acquire(self, session_id: str, stream: bool = False) -> SessionTracker:
         """The session's tracker, claimed for one send, list or stream: the caller hands it back with `release` (or,
         for a stream, `stream_finished`)."""
-        evicted: Optional[SessionTracker] = None
+        evicted: list[SessionTracker] = []
+        forgotten: list[Remembered] = []
         with self._lock:
-            tracker = self._active.get(session_id)
+            active = self._active
+            tracker = active.get(session_id)
             if tracker is None:
                 memory = self._remembered.get(session_id)
-                warm = self._warm.pop(session_id, None) if self._warm else None
                 if memory is None:
                     tracker = SessionTracker(session_id, self._telemetry)
-                elif warm is not None:
-                    tracker = warm
-                    tracker.take_up(memory.turn_count, memory.late, memory.agent)
-                    memory.late = None
                 else:
                     tracker = SessionTracker(session_id, self._telemetry, memory.agent, memory.turn_count, memory.late)
                     memory.late = None  # the tracker has it now, and hands it back when dropped
                 tracker.agent_content = self._agent_content.get(session_id)
-                self._active[session_id] = tracker
-                if len(self._active) > self._max_active:
-                    _, evicted = self._active.popitem(last=False)
-                    self._keep(evicted.session_id).turn_count = evicted.detach()
+                active[session_id] = tracker
+                warm = self._warm
+                while len(active) - len(warm) > self._max_active:
+                    _, oldest = active.popitem(last=False)
+                    if warm.pop(oldest.session_id, None) is not None:
+                        forgotten += self._forget(oldest)
+                    else:
+                        self._keep(oldest.session_id).turn_count = oldest.detach()
+                        evicted.append(oldest)
             else:
-                self._active.move_to_end(session_id)
+                active.move_to_end(session_id)
+                if self._warm:
+                    self._warm.pop(session_id, None)  # warm no more: taken up as it was left
             tracker.claim(stream)
-        if evicted is not None:
-            evicted.end_all(StopReason.UNOBSERVED, time.time_ns())
+        _end_late(forgotten)
+        for oldest in evicted:
+            oldest.end_all(StopReason.UNOBSERVED, time.time_ns())
         return tracker
 
     def release(self, tracker: SessionTracker) -> None:
@@ -144,22 +151,19 @@ class SessionRegistry:
             if step == Next.WATCH:
                 self._watch.watch(tracker)
             elif step == Next.DROP:
-                ended: list[Remembered] = []
+                forgotten: list[Remembered] = []
                 dropped = False
                 with self._lock:
-                    if self._active.get(tracker.session_id) is tracker and tracker.idle():
-                        del self._active[tracker.session_id]
+                    warm = self._warm
+                    session_id = tracker.session_id
+                    if session_id not in warm and self._active.get(session_id) is tracker and tracker.idle():
                         dropped = True
-                        memory = self._remembered.get(tracker.session_id) or Remembered()
-                        memory.turn_count = tracker.turn_count
-                        memory.late = tracker.late
-                        if memory.agent is None:
-                            memory.agent = tracker.start_attributes()
-                        ended = self._remembered.put(tracker.session_id, memory)
-                        self._warm[tracker.session_id] = tracker
-                        if len(self._warm) > MAX_WARM_SESSIONS:
-                            self._warm.popitem(last=False)
-                _end_late(ended)
+                        warm[session_id] = tracker  # it stays where it is, no longer counted as active
+                        if len(warm) > MAX_WARM_SESSIONS:
+                            _, oldest = warm.popitem(last=False)
+                            del self._active[oldest.session_id]
+                            forgotten = self._forget(oldest)
+                _end_late(forgotten)
                 if dropped and tracker.workflows is not None:
                     tracker.end_runs(time.time_ns())  # nothing streams the session any more: its runs end here
         except Exception:
@@ -180,6 +184,16 @@ class SessionRegistry:
             if content is not None:
                 tracker.agent_content = content
 
+    def _forget(self, tracker: SessionTracker) -> list[Remembered]:
+        """An idle tracker is let go of (lock held): what survives of its session is remembered. Returns the sessions
+        pushed out of memory to make room, whose late children the caller ends once the lock is released."""
+        memory = self._remembered.get(tracker.session_id) or Remembered()
+        memory.turn_count = tracker.turn_count
+        memory.late = tracker.late
+        if memory.agent is None:
+            memory.agent = tracker.start_attributes()
+        return self._remembered.put(tracker.session_id, memory)
+
     def _keep(self, session_id: str) -> Remembered:
         """The session's remembered state, made if need be (lock held). Sessions pushed out end their late children."""
         memory = self._remembered.get(session_id)
@@ -194,7 +208,8 @@ class SessionRegistry:
         return again
 
     def active_count(self) -> int:
-        return len(self._active)
+        """Sessions with something open or in progress (warm ones are idle)."""
+        return len(self._active) - len(self._warm)
 
     def remembered_count(self) -> int:
         return len(self._remembered)

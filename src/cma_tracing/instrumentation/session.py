@@ -65,6 +65,7 @@ class SessionTracker:
         "_ended_seen_old",
         "_base_attributes",
         "_start_attributes",
+        "_applied",
         "_templates",
         "_quick",
         "__weakref__",  # the orphan watch holds trackers weakly
@@ -106,6 +107,7 @@ class SessionTracker:
         }
         self._start_attributes: dict[str, AttributeValue] = dict(start_attributes or {})
         self._templates: Optional[TurnTemplates] = None  # for the current start attributes, made on first use
+        self._applied: Optional[Mapping[str, AttributeValue]] = None  # the last mapping given to update them
 
     # -- events --------------------------------------------------------------------------------------------------
 
@@ -366,29 +368,22 @@ class SessionTracker:
             return True
         return event_id in self._ended_seen or event_id in self._ended_seen_old
 
-    def take_up(self, turn_count: int, late: Optional[Turn], agent: Optional[Mapping[str, AttributeValue]]) -> None:
-        """The registry takes this idle tracker up again for its session, with what it remembers of it (its agent
-        may have been learnt meanwhile). Registry lock held."""
-        with self._lock:
-            self.turn_count = turn_count
-            self.late = late
-        if agent is not None:
-            self.update_start_attributes(agent)
-
-    @never_raises
     def update_start_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
-        """Agent and client attributes for turns opened from now on (the open one keeps what it started with)."""
-        current = self._start_attributes
-        for key, value in attributes.items():
-            if current.get(key) != value:
-                break
-        else:
-            # Nothing new, as at nearly every call (each stream and send of a session names its client again). Read
-            # without the lock: a writer racing this one with other values wins as it would after it.
-            return
-        with self._lock:
-            self._start_attributes.update(attributes)
-            self._templates = None
+        """Agent and client attributes for turns opened from now on (the open one keeps what it started with).
+        `attributes` is read, never kept for writing: the patchers share one mapping between calls. Never raises."""
+        if attributes is self._applied:
+            return  # as at nearly every call: each stream and send of a session names the same client mapping again
+        try:
+            with self._lock:
+                current = self._start_attributes
+                for key, value in attributes.items():
+                    if current.get(key) != value:
+                        current.update(attributes)
+                        self._templates = None
+                        break
+                self._applied = attributes  # all of it is in the start attributes until the next update
+        except Exception:
+            log_swallowed("SessionTracker.update_start_attributes")
 
     @property
     def telemetry(self) -> Telemetry:
