@@ -128,3 +128,35 @@ def test_list_pages_and_subagents_cross_posted_work_never_open_a_resume_turn(
     with loop_client.beta.sessions.events.stream("sesn_history") as stream:
         list(stream)
     assert spans.turns() == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("child_spans", [True, False], ids=["child spans", "turn spans only"])
+async def test_the_coordinators_later_work_resumes_a_turn_and_a_subagents_does_not(
+    instrument: Any, server: FakeCMAServer, sdk: Drive, spans: Spans, child_spans: bool
+) -> None:
+    """The turn's first thread status names the coordinator's own thread. After the idle, that thread's work is a
+    `resume` turn and a subagent's cross-posted work opens nothing: with turn spans only as with child spans."""
+    instrument(child_spans=child_spans)
+    start = ev.request_start()
+    script = [
+        ev.running(),
+        ev.user_message("sevt_coord_u"),
+        ev.event("session.thread_status_running", session_thread_id="sthr_main", agent_name="coordinator"),
+        start,
+        ev.agent_message("asked"),
+        ev.request_end(start["id"], 50, 5),
+        ev.event("session.thread_status_idle", session_thread_id="sthr_main", stop_reason={"type": "end_turn"}),
+        ev.idle(),
+        {**ev.agent_message("from a subagent"), "session_thread_id": "sthr_sub"},
+        {**ev.agent_message("resumed"), "session_thread_id": "sthr_main"},
+        ev.idle(),
+    ]
+    server.queue_send("sesn_coord", ["sevt_coord_u"])
+    server.queue_stream("sesn_coord", [Event(e, 0.01) for e in script])
+    await sdk.send("sesn_coord", message())
+    assert await sdk.stream("sesn_coord") == [e["type"] for e in script]
+    asked, resumed = sorted(spans.turns(), key=lambda s: s.start_time or 0)
+    assert (_attrs(asked)["anthropic.turn.trigger"], _attrs(asked)["anthropic.turn.events"]) == ("user.message", 8)
+    r = _attrs(resumed)
+    assert (r["anthropic.turn.trigger"], r["anthropic.turn.events"], r["anthropic.turn.index"]) == ("resume", 2, 2)
