@@ -206,7 +206,7 @@ class SessionTracker:
                             return
                     if not resumes or origin is not STREAM:
                         return
-                    turn = self._resume(event, event_type, now_ns)
+                    turn = self._resume(event, fields, event_type, now_ns)
                     if turn is None:
                         return
                 if event_id is not None:
@@ -537,15 +537,19 @@ class SessionTracker:
         self.turn = turn
         return turn
 
-    def _resume(self, event: Any, event_type: Any, now_ns: int) -> Optional[Turn]:
+    def _resume(self, event: Any, fields: Any, event_type: Any, now_ns: int) -> Optional[Turn]:
         """Agent work on the session's stream with no turn open: the agent resumed on its own (a budget raise, a
         workflow run that ended, a deployment's session, a process that attached mid-turn). A subagent's
         cross-posted work opens nothing."""
         if self.detached:
             return None
-        # Read with `get`: the SDK's models of agent output declare no `session_thread_id`, so a cross-posted
-        # event's is among its unknown fields, not in its `__dict__`.
-        thread_id = get(event, "session_thread_id")
+        thread_id = fields.get("session_thread_id")
+        if thread_id is None and fields is not event:
+            # The SDK's models of agent output declare no `session_thread_id`: a cross-posted event's is among its
+            # unknown fields. `fields.get` inlined, as at every turn a stream opens.
+            extra = getattr(event, "__pydantic_extra__", None)
+            if extra:
+                thread_id = extra.get("session_thread_id")
         if thread_id is not None and thread_id != self.primary_thread:
             return None
         turn = self._open(now_ns, False, Trigger.RESUME)
