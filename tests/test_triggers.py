@@ -78,6 +78,19 @@ def test_a_create_that_fails_opens_no_turn(instrumented: Any, server: FakeCMASer
     assert spans.turns() == [] and instrumented.registry.active_count() == 0
 
 
+async def _two_turns(
+    server: FakeCMAServer, sdk: Drive, spans: Spans, session_id: str, user_id: str, script: list[dict[str, Any]]
+) -> list[Any]:
+    """Send a message (echoed as `user_id`), stream `script` to its end unchanged: the two turns it made, in order."""
+    server.queue_send(session_id, [user_id])
+    server.queue_stream(session_id, [Event(e, 0.01) for e in script])
+    await sdk.send(session_id, message())
+    assert await sdk.stream(session_id) == [e["type"] for e in script]
+    turns = sorted(spans.turns(), key=lambda s: s.start_time or 0)
+    assert len(turns) == 2
+    return turns
+
+
 @pytest.mark.asyncio
 async def test_work_the_agent_resumes_on_its_own_is_a_resume_turn(
     instrumented: Any, server: FakeCMAServer, sdk: Drive, spans: Spans
@@ -99,11 +112,7 @@ async def test_work_the_agent_resumes_on_its_own_is_a_resume_turn(
         ev.request_end(second["id"], 30, 3),
         ev.idle(),
     ]
-    server.queue_send("sesn_budget", ["sevt_budget_u"])
-    server.queue_stream("sesn_budget", [Event(e, 0.01) for e in script])
-    await sdk.send("sesn_budget", message())
-    assert await sdk.stream("sesn_budget") == [e["type"] for e in script]
-    paused, resumed = sorted(spans.turns(), key=lambda s: s.start_time or 0)
+    paused, resumed = await _two_turns(server, sdk, spans, "sesn_budget", "sevt_budget_u", script)
     assert (_attrs(paused)["anthropic.turn.trigger"], _attrs(paused)["anthropic.turn.stop_reason"]) == (
         "user.message",
         "budget_reached",
@@ -152,11 +161,7 @@ async def test_the_coordinators_later_work_resumes_a_turn_and_a_subagents_does_n
         {**ev.agent_message("resumed"), "session_thread_id": "sthr_main"},
         ev.idle(),
     ]
-    server.queue_send("sesn_coord", ["sevt_coord_u"])
-    server.queue_stream("sesn_coord", [Event(e, 0.01) for e in script])
-    await sdk.send("sesn_coord", message())
-    assert await sdk.stream("sesn_coord") == [e["type"] for e in script]
-    asked, resumed = sorted(spans.turns(), key=lambda s: s.start_time or 0)
+    asked, resumed = await _two_turns(server, sdk, spans, "sesn_coord", "sevt_coord_u", script)
     assert (_attrs(asked)["anthropic.turn.trigger"], _attrs(asked)["anthropic.turn.events"]) == ("user.message", 8)
     r = _attrs(resumed)
     assert (r["anthropic.turn.trigger"], r["anthropic.turn.events"], r["anthropic.turn.index"]) == ("resume", 2, 2)
