@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Final
 
 import pydantic
+from anthropic._models import construct_type
 from anthropic.types.beta.sessions import BetaManagedAgentsStreamSessionEvents
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -274,3 +276,59 @@ def test_a_turn_nobody_records_has_the_same_lifecycle_as_a_recorded_one(steps: l
         [(span.start_time, span.ends) for span in tracer.spans if is_turn(span)] for tracer in (recorded, sampled_out)
     ]
     assert turns[0] == turns[1]
+
+
+# -- the session usage flattened by shape ---------------------------------------------------------------------------
+
+#: A usage field's value as the SDK may parse it: a number of either class, or what is skipped.
+USAGE_VALUE = st.one_of(st.integers(0, 10**6), st.floats(0, 1e6), st.none(), st.booleans(), st.text(max_size=3))
+USAGE_NESTED_KEYS = st.sampled_from(["ephemeral_1h_input_tokens", "web_search_requests", "x_new"])
+USAGE_NESTED = st.one_of(st.none(), st.dictionaries(USAGE_NESTED_KEYS, USAGE_VALUE))
+USAGE_FIELDS: Final = {
+    "input_tokens": USAGE_VALUE,
+    "output_tokens": USAGE_VALUE,
+    "active_seconds": USAGE_VALUE,
+    "cache_creation": USAGE_NESTED,
+    "server_tool_use": USAGE_NESTED,
+    "list_cost": st.one_of(st.none(), st.fixed_dictionaries({"amount": USAGE_VALUE, "currency": st.just("USD")})),
+    "a_field_this_sdk_lacks": USAGE_VALUE,
+}
+
+
+@st.composite
+def usage_turns(draw: Any) -> list[dict[str, Any]]:
+    """A session's usage at each turn's end: mostly the same shape as the turn before, with a field or two changed
+    (of another class, gone, unknown), as the cached shape meets it."""
+    usages = [draw(st.fixed_dictionaries({}, optional=USAGE_FIELDS))]
+    for _ in range(draw(st.integers(0, 5))):
+        usage = dict(usages[-1])
+        for key in draw(st.lists(st.sampled_from(sorted(USAGE_FIELDS)), max_size=2)):
+            if draw(st.booleans()):
+                usage[key] = draw(USAGE_FIELDS[key])
+            else:
+                usage.pop(key, None)
+        usages.append(usage)
+    return usages
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(usage_turns())
+@example([{"input_tokens": 1}, {"input_tokens": 2, "a_field_this_sdk_lacks": 3}])
+@example([{"cache_creation": {"web_search_requests": 1}}, {"cache_creation": {"web_search_requests": 1, "x_new": 2}}])
+def test_flattening_usage_by_its_shape_gives_what_reading_every_field_gives(usages: list[dict[str, Any]]) -> None:
+    """Turn after turn, the SDK's usage models (with fields missing, None, of the other number class, nested or
+    not, unknown) flatten by the cached shape of their class to the very attributes the field-by-field walk gives."""
+    turn = importlib.import_module("cma_tracing.instrumentation.turn")
+    # Parsed as the SDK parses a stream's events: constructed, not validated, so odd values stay as they came.
+    events = [
+        construct_type(type_=BetaManagedAgentsStreamSessionEvents, value={"type": "session.usage", "usage": u})
+        for u in usages
+    ]
+    turn._SHAPES.clear()
+    cached = [turn.usage_attributes(event.usage) for event in events]
+    walked = []
+    for event in events:
+        turn._SHAPES.clear()  # the first payload of a class is always walked
+        walked.append(turn.usage_attributes(event.usage))
+    assert cached == walked
+    assert all(all(v.__class__ in (int, float) for v in attrs.values()) for attrs in cached)

@@ -8,6 +8,7 @@ turn opens and ends; this module decides what that records.
 from __future__ import annotations
 
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Final, Mapping, Optional
 
 from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, StatusCode
@@ -378,9 +379,85 @@ def usage_attributes(usage: Any) -> dict[str, AttributeValue]:
 _NOT_NESTED: Final = (str, bytes, list, tuple, int, float)
 
 
+class _Shape:
+    """How payloads of one model class flatten: the values read (each of its fields and of its nested models'),
+    each one's class, and the numbers among them with their attribute names. A payload whose values have the same
+    classes, and whose models have no unknown fields, flattens the same way: three C calls read and check it all."""
+
+    __slots__ = ("values", "kinds", "extras", "numbers", "names")
+
+    def __init__(self, values: tuple[str, ...], extras: tuple[str, ...], numbers: tuple[str, ...], prefix: str):
+        self.values = attrgetter(*values, "__class__")  # a tuple even for one field
+        self.extras = attrgetter(*extras, "__class__")
+        self.numbers = attrgetter(*numbers, "__class__") if numbers else None
+        self.names = tuple(prefix + path for path in numbers)  # zip leaves the last value out
+        self.kinds: tuple[type, ...] = ()
+
+    def flatten(self, payload: Any, out: dict[str, AttributeValue]) -> bool:
+        try:
+            if tuple(map(type, self.values(payload))) != self.kinds or any(self.extras(payload)[:-1]):
+                return False
+            if self.numbers is not None:
+                out.update(zip(self.names, self.numbers(payload)))
+            return True
+        except AttributeError:
+            return False
+
+
+def _shape(payload: Any, prefix: str) -> Optional[_Shape]:
+    """The shape of a model payload whose fields flatten in `_flatten`'s way (nested models with their own
+    fields, numbers and what is skipped), or None if it has anything else: a dict, unknown fields, odd keys."""
+    values: list[str] = []
+    extras: list[str] = []
+    numbers: list[str] = []
+
+    def walk(model: Any, path: str, depth: int) -> bool:
+        fields = getattr(model, "__dict__", None)
+        extra = getattr(model, "__pydantic_extra__", _ABSENT)  # pydantic 1 has no such slot
+        if fields.__class__ is not dict or not fields or extra is _ABSENT or extra:
+            return False
+        extras.append(path + "__pydantic_extra__")
+        for key, value in fields.items():
+            if key.__class__ is not str or not key.isidentifier():
+                return False
+            values.append(path + key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                numbers.append(path + key)
+            elif not (value is None or isinstance(value, _NOT_NESTED)) and depth < 4:
+                if value.__class__ is dict or not walk(value, f"{path}{key}.", depth + 1):
+                    return False
+        return True
+
+    if not walk(payload, "", 0):
+        return None
+    shape = _Shape(tuple(values), tuple(extras), tuple(numbers), prefix)
+    shape.kinds = tuple(map(type, shape.values(payload)))
+    return shape
+
+
+_ABSENT: Final[Any] = object()
+#: Shapes by (model class, prefix): a session's usage has one per SDK version, read at every turn's end; None for
+#: a class whose first payload could not be cached (unknown fields, a dict inside), walked field by field from then
+#: on. The cap only guards against a caller that flattens many classes.
+_SHAPES: dict[tuple[type, str], Optional[_Shape]] = {}
+_MAX_SHAPES: Final = 16
+
+
 def _flatten(payload: Any, prefix: str, out: dict[str, AttributeValue], depth: int) -> None:
+    kind = payload.__class__
+    if depth == 0 and kind is not dict:
+        key = (kind, prefix)
+        shape = _SHAPES.get(key, _ABSENT)
+        if shape is None:
+            pass  # this class's payloads do not flatten by shape
+        elif shape is not _ABSENT:
+            if shape.flatten(payload, out):
+                return
+            _SHAPES[key] = _shape(payload, prefix)  # its values changed class (a field became None, or back)
+        elif len(_SHAPES) < _MAX_SHAPES:
+            _SHAPES[key] = _shape(payload, prefix)
     # Numbers first, by exact class: nearly every field is one.
-    for key, value in (payload if payload.__class__ is dict else fields_of(payload)).items():
+    for key, value in (payload if kind is dict else fields_of(payload)).items():
         kind = value.__class__
         if kind is int or kind is float:
             if key.__class__ is str:
