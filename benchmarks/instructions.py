@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.instructions                  # bare, no-op and both modes, both patterns
     .venv/bin/python -m benchmarks.instructions --before HEAD    # and the same for the package at HEAD
+    .venv/bin/python -m benchmarks.instructions --after REV --before REV~1   # two commits, the tree left free to edit
 
 On a shared machine the replay's CPU time moves by several µs/event from slice to slice, so a change worth less than
 a µs/event needs hundreds of paired slices to show (`benchmarks.ab`), and may not show at all. Instructions executed
@@ -89,6 +90,7 @@ def per_event(src: Optional[str], variant: str, pattern: str, slices: int, pool:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", help="also count the package at this git revision, and print the difference")
+    parser.add_argument("--after", help="count the package at this git revision instead of the working tree's")
     parser.add_argument("--slices", type=int, default=4, help="slices per process (default 4)")
     parser.add_argument("--variant", action="append", choices=VARIANTS, help="only these (bare SDK is always run)")
     parser.add_argument("--pattern", action="append", choices=PATTERNS, help="only these app patterns")
@@ -106,7 +108,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     chosen = [v for v in VARIANTS[1:] if not args.variant or v in args.variant]
     patterns = args.pattern or list(PATTERNS)
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        before = str(extract(args.before, Path(tmp))) if args.before else None
+        before = str(extract(args.before, Path(tmp) / "before")) if args.before else None
+        now = str(extract(args.after, Path(tmp) / "after")) if args.after else None
         print(f"instructions per event, {args.slices} slices per process, counted by cachegrind")
         header = "| pattern                | variant          |   after | over bare |"
         header += "  before | after - before |" if before else ""
@@ -114,20 +117,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(re.sub(r"[^|]", "-", header))
         loops: dict[str, float] = {}  # the floor's loop making no call, per pattern
         for pattern in patterns:
-            bare = per_event(None, BARE, pattern, args.slices, pool)
+            bare = per_event(now, BARE, pattern, args.slices, pool)
             blank = f"{'':9}|{'':16}|" if before else ""
             print(f"| {pattern:<22} | {BARE:<16} | {bare:7.0f} | {'':9} |{blank}", flush=True)
             for variant in chosen:
-                after = per_event(None, variant, pattern, args.slices, pool)
+                after = per_event(now, variant, pattern, args.slices, pool)
                 row = f"| {pattern:<22} | {variant:<16} | {after:7.0f} | {after - bare:+9.0f} |"
                 if before:
                     earlier = per_event(before, variant, pattern, args.slices, pool)
                     row += f" {earlier:7.0f} | {after - earlier:+14.0f} |"
                 print(row, flush=True)
                 if args.floors and variant in FLOORS:
-                    floor = per_event(None, FLOORS[variant], pattern, args.slices, pool)
+                    floor = per_event(now, FLOORS[variant], pattern, args.slices, pool)
                     if pattern not in loops:
-                        loops[pattern] = per_event(None, FLOOR_BARE, pattern, args.slices, pool)
+                        loops[pattern] = per_event(now, FLOOR_BARE, pattern, args.slices, pool)
                     loop = loops[pattern]
                     on_top = (after - bare) - (floor - loop)
                     print(
