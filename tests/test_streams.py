@@ -18,6 +18,15 @@ from tests.support.spans import Spans
 from cma_tracing.demo.loopback import Drop, FakeCMAServer, Hold, running_server
 from tests.support.scenarios import message, queue_turn, steps, turn_events
 
+#: What a connection dropped mid-stream raises into the app: the raw `httpx2.RemoteProtocolError` through anthropic
+#: 2.16; from 2.17 the SDK wraps a failed body read too, in `APIConnectionError` (the httpx error its cause).
+DROPPED = (httpx2.RemoteProtocolError, anthropic.APIConnectionError)
+
+
+def qualified(error: BaseException) -> str:
+    """SPEC §3.2's `error.type` of an exception that is not an `APIStatusError`: its class as `module.Class`."""
+    return f"{type(error).__module__}.{type(error).__qualname__}"
+
 
 def stop_reason(spans: Spans) -> str:
     return str(dict(spans.turn().attributes or {})["anthropic.turn.stop_reason"])
@@ -164,7 +173,7 @@ def test_a_dropped_connection_mid_turn_then_a_reconnect_is_one_turn(
     server.queue_stream("sesn_e", steps(events[:5]) + [Drop()])
     server.queue_stream("sesn_e", steps(events[4:]))  # overlaps by one event
     loop_client.beta.sessions.events.send("sesn_e", events=[message()])
-    with pytest.raises(httpx2.RemoteProtocolError):
+    with pytest.raises(DROPPED) as info:
         for _ in loop_client.beta.sessions.events.stream("sesn_e"):
             pass
     assert spans.turns() == []
@@ -176,7 +185,7 @@ def test_a_dropped_connection_mid_turn_then_a_reconnect_is_one_turn(
     assert (attrs["gen_ai.usage.input_tokens"], attrs["anthropic.turn.tool_calls"]) == (20, 1)
     errors = [e for e in turn.events if e.name == "stream.error"]
     assert len(errors) == 1
-    assert dict(errors[0].attributes or {})["exception.type"] == "httpx2.RemoteProtocolError"
+    assert dict(errors[0].attributes or {})["exception.type"] == qualified(info.value)
 
 
 def test_a_turn_whose_last_stream_failed_ends_as_stream_error_after_the_timeout(
@@ -186,12 +195,12 @@ def test_a_turn_whose_last_stream_failed_ends_as_stream_error_after_the_timeout(
     server.queue_send("sesn_f", ["sevt_u1"])
     server.queue_stream("sesn_f", steps(turn_events("sevt_u1")[:3]) + [Drop()])
     loop_client.beta.sessions.events.send("sesn_f", events=[message()])
-    with pytest.raises(httpx2.RemoteProtocolError):
+    with pytest.raises(DROPPED) as info:
         list(loop_client.beta.sessions.events.stream("sesn_f"))
     _wait(lambda: bool(spans.turns()))
     turn = spans.turn()
     assert dict(turn.attributes or {})["anthropic.turn.stop_reason"] == "stream_error"
-    assert dict(turn.attributes or {})["error.type"] == "httpx2.RemoteProtocolError"
+    assert dict(turn.attributes or {})["error.type"] == qualified(info.value)
     assert turn.status.status_code is StatusCode.ERROR
 
 
@@ -271,7 +280,7 @@ async def test_async_reconnect_after_a_drop_is_one_turn(
     server.queue_stream("sesn_i", steps(events[:6]) + [Drop()])
     server.queue_stream("sesn_i", steps(events[6:]))
     await loop_async_client.beta.sessions.events.send("sesn_i", events=[message()])
-    with pytest.raises(httpx2.RemoteProtocolError):
+    with pytest.raises(DROPPED):
         async for _ in await loop_async_client.beta.sessions.events.stream("sesn_i"):
             pass
     stream = await loop_async_client.beta.sessions.events.stream("sesn_i")
