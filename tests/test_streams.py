@@ -434,3 +434,50 @@ def test_each_turn_names_the_client_and_betas_of_the_stream_that_opened_it(
         ("files-api-2025-04-14", "managed-agents-2026-04-01"),
         ("managed-agents-2026-04-01",),
     ]
+
+
+@pytest.mark.parametrize("where", ["acquire", "proxy"])
+def test_a_failure_of_ours_while_opening_a_stream_leaves_the_app_its_sdk_stream(
+    where: str,
+    instrumented: Any,
+    server: FakeCMAServer,
+    loop_client: anthropic.Anthropic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between the SDK's `stream()` and the app, nothing of ours may raise: neither finding the session's tracker nor
+    making the proxy around the stream."""
+    from cma_tracing.instrumentation.registry import SessionRegistry
+    from cma_tracing.patchers import events as events_patcher
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("instrumentation bug")
+
+    if where == "acquire":
+        monkeypatch.setattr(SessionRegistry, "acquire", broken)
+    else:
+        monkeypatch.setattr(events_patcher, "TracedStream", broken)
+    queue_turn(server, "sesn_broken", "sevt_u1")
+    stream = loop_client.beta.sessions.events.stream("sesn_broken")
+    assert type(stream) is anthropic.Stream  # the SDK's own, unwrapped
+    assert [e.type for e in stream][-1] == "session.status_idle"
+    assert instrumented.registry.active_count() == 0  # the claim made for the stream was handed back
+
+
+@pytest.mark.asyncio
+async def test_a_failure_of_ours_while_opening_an_async_stream_leaves_the_app_its_sdk_stream(
+    instrumented: Any,
+    server: FakeCMAServer,
+    loop_async_client: anthropic.AsyncAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cma_tracing.patchers import events as events_patcher
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("instrumentation bug")
+
+    monkeypatch.setattr(events_patcher, "TracedAsyncStream", broken)
+    queue_turn(server, "sesn_broken_async", "sevt_u1")
+    stream = await loop_async_client.beta.sessions.events.stream("sesn_broken_async")
+    assert type(stream) is anthropic.AsyncStream
+    assert [e.type async for e in stream][-1] == "session.status_idle"
+    await stream.close()

@@ -21,7 +21,7 @@ from ..instrumentation.event_table import SESSION_STATUS_IDLE
 from ..instrumentation.fields import as_list, get
 from ..instrumentation.registry import SessionRegistry
 from ..instrumentation.safety import log_swallowed, never_raises
-from ..instrumentation.protocol import Send
+from ..instrumentation.protocol import Send, StreamEnd
 from ..instrumentation.session import SessionTracker
 from .errors import error_type
 from .streams import AsyncFetch, Fetch, TracedAsyncStream, TracedStream
@@ -52,6 +52,7 @@ class SessionEventsPatcher:
 
     def __init__(self, registry: SessionRegistry) -> None:
         self._registry = registry
+        self._fetch_subthreads = registry.telemetry.fetch_subthreads
         # The client attributes of the last call that named no betas and no headers, with the base URL they came
         # from: an app that opens a stream per turn would otherwise make the same few values at every stream.
         self._plain_client: Optional[tuple[Any, Mapping[str, AttributeValue]]] = None
@@ -132,30 +133,51 @@ class SessionEventsPatcher:
         stream = wrapped(*args, **kwargs)
         if not is_instrumentation_enabled() or not isinstance(stream, Stream):
             return stream
-        tracker = self._open_stream(instance, args, kwargs)
-        if tracker is None:
+        # The guard is inline rather than `never_raises` around a helper: this runs at every stream an app opens, and
+        # it covers the proxy's making too, so nothing of ours between the SDK's call and the app can raise.
+        tracker = None
+        try:
+            tracker = self._open_stream(instance, args, kwargs)
+            if tracker is None:
+                return stream
+            fetch = _fetcher(instance, tracker) if self._fetch_subthreads else None
+            return TracedStream(stream, tracker.on_event, self._registry.stream_finished(tracker), fetch)
+        except Exception:
+            log_swallowed("SessionEventsPatcher._stream")
+            self._unclaim(tracker)
             return stream
-        fetch = _fetcher(instance, tracker) if self._registry.telemetry.fetch_subthreads else None
-        return TracedStream(stream, tracker.on_event, self._registry.stream_finished(tracker), fetch)
 
     async def _async_stream(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         stream = await wrapped(*args, **kwargs)
         if not is_instrumentation_enabled() or not isinstance(stream, AsyncStream):
             return stream
-        tracker = self._open_stream(instance, args, kwargs)
-        if tracker is None:
+        tracker = None
+        try:
+            tracker = self._open_stream(instance, args, kwargs)
+            if tracker is None:
+                return stream
+            fetch = _async_fetcher(instance, tracker) if self._fetch_subthreads else None
+            return TracedAsyncStream(stream, tracker.on_event, self._registry.stream_finished(tracker), fetch)
+        except Exception:
+            log_swallowed("SessionEventsPatcher._async_stream")
+            self._unclaim(tracker)
             return stream
-        fetch = _async_fetcher(instance, tracker) if self._registry.telemetry.fetch_subthreads else None
-        return TracedAsyncStream(stream, tracker.on_event, self._registry.stream_finished(tracker), fetch)
 
-    @never_raises
     def _open_stream(self, instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Optional[SessionTracker]:
+        """The session's tracker, claimed for this stream (None: the call names no session). The caller guards it."""
         session_id = _session_id(args, kwargs)
         if session_id is None:
             return None
         tracker = self._registry.acquire(session_id, stream=True)
         tracker.update_start_attributes(self._client_attributes(instance, kwargs))
         return tracker
+
+    @never_raises
+    def _unclaim(self, tracker: Optional[SessionTracker]) -> None:
+        """A stream whose proxy could not be made is not watched: hand its claim back as if it had ended, so the
+        session is not held open by it (an open turn is then ended by the orphan watch, as `unobserved`)."""
+        if tracker is not None:
+            self._registry.apply(tracker, tracker.stream_finished(StreamEnd.ENDED, time.time_ns()))
 
     def _client_attributes(self, resource: Any, kwargs: Mapping[str, Any]) -> Mapping[str, AttributeValue]:
         """`server.*` and `anthropic.beta` for a call of `resource`'s client (the mapping is shared: read only)."""
