@@ -12,6 +12,13 @@ runs of the same code differ by under 0.01% of the replay's instructions (about 
 on, ten times as much). The package at another revision is imported from another folder, which moves things about:
 there, code that did not change has differed by up to 500 instructions per event (0.07%).
 
+Where objects land moves a count too, and not only between revisions: CPython's method cache is indexed by an
+attribute name's address, so which hot (type, name) pairs collide in it changes with everything allocated before
+them, and a change that runs fewer bytecodes has counted 2,000 instructions per event more. `--layouts K` runs each
+process K times, each started from code of a different size (which moves where the modules' names land), and
+prints the median over the K layouts (with `--before`, of the K paired differences, and their range): a change is a
+finding only where the range stays on one side of zero.
+
 What it cannot say is time: valgrind hides CPU features, so the SDK's parsing (Rust, SIMD) runs other code paths
 there than on the machine, and an instruction of our Python costs more time than one of pydantic's. Read our
 instructions over bare as our own work, and the before/after difference as a change's; the µs figures and the
@@ -26,6 +33,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,14 +71,24 @@ def child(variant: str, pattern: str, slices: int) -> None:
         assert count == SLICE_EVENTS, count
 
 
-def instructions(src: Optional[str], variant: str, pattern: str, slices: int) -> int:
-    """Instructions valgrind counted for a process that replays `slices` slices (after its imports and warm-up)."""
+def _padded(layout: int) -> str:
+    """What a process runs for layout `layout` > 0: the child, started from code that carries `layout` x 40 string
+    constants of its own. Compiling them moves where the modules' names land (objects kept alive at run time do not:
+    the interned names' addresses did not move for any of those tried)."""
+    constants = ", ".join(repr(f"_layout_{i}") for i in range(layout * 40))
+    return f"_layout = ({constants},)\nimport runpy\nrunpy.run_module('benchmarks.instructions', run_name='__main__')"
+
+
+def instructions(src: Optional[str], variant: str, pattern: str, slices: int, layout: int = 0) -> int:
+    """Instructions valgrind counted for a process that replays `slices` slices (after its imports and warm-up),
+    started in layout `layout` (0: as `python -m` starts it)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cachegrind.out"
         command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}"]
         if shutil.which("setarch"):
             command = ["setarch", platform.machine(), "-R", *command]  # the same addresses, so the same hashing
-        command += [sys.executable, "-m", "benchmarks.instructions", "--child", variant, pattern, str(slices)]
+        start = ["-c", _padded(layout)] if layout else ["-m", "benchmarks.instructions"]
+        command += [sys.executable, *start, "--child", variant, pattern, str(slices)]
         # The package at the revision asked for goes ahead of the working tree's.
         path = os.pathsep.join([src, str(ROOT)] if src else [str(ROOT)])
         env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": path}
@@ -81,10 +99,25 @@ def instructions(src: Optional[str], variant: str, pattern: str, slices: int) ->
         return int(found.group(1))
 
 
-def per_event(src: Optional[str], variant: str, pattern: str, slices: int, pool: ThreadPoolExecutor) -> float:
-    with_slices = pool.submit(instructions, src, variant, pattern, slices)
-    without = pool.submit(instructions, src, variant, pattern, 0)
-    return (with_slices.result() - without.result()) / (slices * SLICE_EVENTS)
+def per_event(
+    src: Optional[str], variant: str, pattern: str, slices: int, pool: ThreadPoolExecutor, layouts: int = 1
+) -> list[float]:
+    """Instructions per event the slices add, one figure per layout."""
+    runs = [
+        (
+            pool.submit(instructions, src, variant, pattern, slices, n),
+            pool.submit(instructions, src, variant, pattern, 0, n),
+        )
+        for n in range(layouts)
+    ]
+    return [(with_slices.result() - without.result()) / (slices * SLICE_EVENTS) for with_slices, without in runs]
+
+
+def _range(values: Sequence[float]) -> str:
+    """`median (min to max)` of paired differences, or just the one."""
+    if len(values) == 1:
+        return f"{values[0]:+.0f}"
+    return f"{statistics.median(values):+.0f} ({min(values):+.0f} to {max(values):+.0f})"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -96,6 +129,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--pattern", action="append", choices=PATTERNS, help="only these app patterns")
     parser.add_argument(
         "--floors", action="store_true", help="also count each mode's floor, and print ours on top of OpenTelemetry"
+    )
+    parser.add_argument(
+        "--layouts", type=int, default=1, help="run each process in this many layouts, and print medians"
     )
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "PATTERN", "SLICES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -110,32 +146,43 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         before = str(extract(args.before, Path(tmp) / "before")) if args.before else None
         now = str(extract(args.after, Path(tmp) / "after")) if args.after else None
-        print(f"instructions per event, {args.slices} slices per process, counted by cachegrind")
+        layouts = max(1, args.layouts)
+        median = statistics.median
+
+        def count(src: Optional[str], variant: str, pattern: str) -> list[float]:
+            return per_event(src, variant, pattern, args.slices, pool, layouts)
+
+        print(
+            f"instructions per event, {args.slices} slices per process, counted by cachegrind"
+            + (f"; medians over {layouts} layouts" if layouts > 1 else "")
+        )
         header = "| pattern                | variant          |   after | over bare |"
         header += "  before | after - before |" if before else ""
         print(header)
         print(re.sub(r"[^|]", "-", header))
-        loops: dict[str, float] = {}  # the floor's loop making no call, per pattern
+        loops: dict[str, list[float]] = {}  # the floor's loop making no call, per pattern
         for pattern in patterns:
-            bare = per_event(now, BARE, pattern, args.slices, pool)
+            bare = count(now, BARE, pattern)
             blank = f"{'':9}|{'':16}|" if before else ""
-            print(f"| {pattern:<22} | {BARE:<16} | {bare:7.0f} | {'':9} |{blank}", flush=True)
+            print(f"| {pattern:<22} | {BARE:<16} | {median(bare):7.0f} | {'':9} |{blank}", flush=True)
             for variant in chosen:
-                after = per_event(now, variant, pattern, args.slices, pool)
-                row = f"| {pattern:<22} | {variant:<16} | {after:7.0f} | {after - bare:+9.0f} |"
+                after = count(now, variant, pattern)
+                over = [a - b for a, b in zip(after, bare)]
+                row = f"| {pattern:<22} | {variant:<16} | {median(after):7.0f} | {median(over):+9.0f} |"
                 if before:
-                    earlier = per_event(before, variant, pattern, args.slices, pool)
-                    row += f" {earlier:7.0f} | {after - earlier:+14.0f} |"
+                    earlier = count(before, variant, pattern)
+                    row += f" {median(earlier):7.0f} | {_range([a - e for a, e in zip(after, earlier)]):>14} |"
                 print(row, flush=True)
                 if args.floors and variant in FLOORS:
-                    floor = per_event(now, FLOORS[variant], pattern, args.slices, pool)
+                    floor = count(now, FLOORS[variant], pattern)
                     if pattern not in loops:
-                        loops[pattern] = per_event(now, FLOOR_BARE, pattern, args.slices, pool)
-                    loop = loops[pattern]
-                    on_top = (after - bare) - (floor - loop)
+                        loops[pattern] = count(now, FLOOR_BARE, pattern)
+                    own = [f - loop for f, loop in zip(floor, loops[pattern])]
+                    on_top = [o - w for o, w in zip(over, own)]
+                    ratio = [a / (b + w) for a, b, w in zip(after, bare, own)]
                     print(
-                        f"|   its floor: OpenTelemetry's own {floor - loop:+.0f}; ours on top {on_top:+.0f} per event, "
-                        f"{after / (bare + floor - loop):.4f}x the floor",
+                        f"|   its floor: OpenTelemetry's own {median(own):+.0f}; ours on top {median(on_top):+.0f} per "
+                        f"event, {median(ratio):.4f}x the floor",
                         flush=True,
                     )
     return 0

@@ -5,6 +5,8 @@ same events in both app patterns, with none of its code running."""
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -181,6 +183,21 @@ def test_the_instruction_count_finds_our_work_over_the_bare_sdk() -> None:
     # Our code adds instructions (two slices of ours are millions, where three runs of one process differ by under
     # 0.01%), and far fewer than the SDK's own: hundreds of thousands per event, and the process's start-up.
     assert bare * 1.0002 < instrumented < bare * 1.05
+
+
+def test_each_layout_of_the_instruction_count_starts_the_same_child_from_code_of_another_size() -> None:
+    """`--layouts`: the child replays its slice when started from the layout's code as when started with `-m`."""
+    sources = [instructions._padded(layout) for layout in (1, 2)]
+    assert len(sources[0]) < len(sources[1])
+    for source in sources:
+        done = subprocess.run(
+            [sys.executable, "-c", source, "--child", NO_OP, "one long-lived stream", "0"],
+            cwd=instructions.ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr  # the child asserts it replayed the whole slice
 
 
 def test_the_bytecode_profile_finds_our_handlers_only_where_turns_are_recorded() -> None:
