@@ -133,44 +133,39 @@ class SessionEventsPatcher:
         stream = wrapped(*args, **kwargs)
         if not is_instrumentation_enabled() or not isinstance(stream, Stream):
             return stream
-        # The guard is inline rather than `never_raises` around a helper: this runs at every stream an app opens, and
-        # it covers the proxy's making too, so nothing of ours between the SDK's call and the app can raise.
-        tracker = None
-        try:
-            tracker = self._open_stream(instance, args, kwargs)
-            if tracker is None:
-                return stream
-            fetch = _fetcher(instance, tracker) if self._fetch_subthreads else None
-            return TracedStream(stream, tracker.on_event, self._registry.stream_finished(tracker), fetch)
-        except Exception:
-            log_swallowed("SessionEventsPatcher._stream")
-            self._unclaim(tracker)
-            return stream
+        return self._traced(stream, instance, args, kwargs, TracedStream, _fetcher)
 
     async def _async_stream(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         stream = await wrapped(*args, **kwargs)
         if not is_instrumentation_enabled() or not isinstance(stream, AsyncStream):
             return stream
+        return self._traced(stream, instance, args, kwargs, TracedAsyncStream, _async_fetcher)
+
+    def _traced(
+        self,
+        stream: Any,
+        instance: Any,
+        args: Any,
+        kwargs: Mapping[str, Any],
+        proxy: Callable[..., Any],
+        fetcher: Callable[[Any, SessionTracker], Any],
+    ) -> Any:
+        """`stream` in `proxy`, fed to its session's tracker, claimed for it (the stream itself if the call names no
+        session). Never raises: the guard covers the proxy's making too, so nothing of ours between the SDK's call
+        and the app can, and a stream whose proxy could not be made hands its claim back."""
         tracker = None
         try:
-            tracker = self._open_stream(instance, args, kwargs)
-            if tracker is None:
+            session_id = _session_id(args, kwargs)
+            if session_id is None:
                 return stream
-            fetch = _async_fetcher(instance, tracker) if self._fetch_subthreads else None
-            return TracedAsyncStream(stream, tracker.on_event, self._registry.stream_finished(tracker), fetch)
+            tracker = self._registry.acquire(session_id, stream=True)
+            tracker.update_start_attributes(self._client_attributes(instance, kwargs))
+            fetch = fetcher(instance, tracker) if self._fetch_subthreads else None
+            return proxy(stream, tracker.on_event, self._registry.stream_finished(tracker), fetch)
         except Exception:
-            log_swallowed("SessionEventsPatcher._async_stream")
+            log_swallowed("SessionEventsPatcher stream set-up")
             self._unclaim(tracker)
             return stream
-
-    def _open_stream(self, instance: Any, args: Any, kwargs: Mapping[str, Any]) -> Optional[SessionTracker]:
-        """The session's tracker, claimed for this stream (None: the call names no session). The caller guards it."""
-        session_id = _session_id(args, kwargs)
-        if session_id is None:
-            return None
-        tracker = self._registry.acquire(session_id, stream=True)
-        tracker.update_start_attributes(self._client_attributes(instance, kwargs))
-        return tracker
 
     @never_raises
     def _unclaim(self, tracker: Optional[SessionTracker]) -> None:
