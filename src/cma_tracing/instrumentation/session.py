@@ -119,7 +119,7 @@ class SessionTracker:
         """
         try:
             # `fields.type_and_id`, inlined once: this is the per-event path.
-            if event.__class__ is dict:
+            if type(event) is dict:
                 fields = event
             else:
                 try:

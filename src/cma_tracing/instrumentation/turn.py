@@ -444,7 +444,7 @@ _MAX_SHAPES: Final = 16
 
 
 def _flatten(payload: Any, prefix: str, out: dict[str, AttributeValue], depth: int) -> None:
-    kind = payload.__class__
+    kind = type(payload)
     if depth == 0 and kind is not dict:
         key = (kind, prefix)
         shape = _SHAPES.get(key, _ABSENT)
