@@ -446,16 +446,16 @@ _MAX_SHAPES: Final = 16
 def _flatten(payload: Any, prefix: str, out: dict[str, AttributeValue], depth: int) -> None:
     kind = type(payload)
     if depth == 0 and kind is not dict:
-        key = (kind, prefix)
-        shape = _SHAPES.get(key, _ABSENT)
+        cached = (kind, prefix)
+        shape = _SHAPES.get(cached, _ABSENT)
         if shape is None:
             pass  # this class's payloads do not flatten by shape
         elif shape is not _ABSENT:
             if shape.flatten(payload, out):
                 return
-            _SHAPES[key] = _shape(payload, prefix)  # its values changed class (a field became None, or back)
+            _SHAPES[cached] = _shape(payload, prefix)  # its values changed class (a field became None, or back)
         elif len(_SHAPES) < _MAX_SHAPES:
-            _SHAPES[key] = _shape(payload, prefix)
+            _SHAPES[cached] = _shape(payload, prefix)
     # Numbers first, by exact class: nearly every field is one.
     for key, value in (payload if kind is dict else fields_of(payload)).items():
         kind = value.__class__
